@@ -133,10 +133,8 @@ pub fn parse_relative(s: &str) -> Result<SignedDuration, String> {
         "d" => 86_400,
         _ => return Err(format!("'{s}' has no unit: use s, m, h or d (like +5m)")),
     };
-    if n > 10 * 365 {
-        if n.checked_mul(secs).is_none_or(|v| v > 10 * 365 * 86_400) {
-            return Err(format!("'{s}' is more than ten years"));
-        }
+    if n.checked_mul(secs).is_none_or(|v| v > 10 * 365 * 86_400) {
+        return Err(format!("'{s}' is more than ten years"));
     }
     Ok(SignedDuration::from_secs(n * secs))
 }

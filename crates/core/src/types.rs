@@ -30,6 +30,10 @@ macro_rules! wire_enum {
         impl fmt::Display for $name {
             fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result { f.write_str(self.as_str()) }
         }
+        impl TryFrom<String> for $name {
+            type Error = UnknownVariant;
+            fn try_from(s: String) -> Result<Self, Self::Error> { s.parse() }
+        }
         impl FromStr for $name {
             type Err = UnknownVariant;
             fn from_str(s: &str) -> Result<Self, Self::Err> {
