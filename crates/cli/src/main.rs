@@ -1,1 +1,397 @@
-fn main() {}
+//! `relentless`: one binary for the web app, the API, webhooks and the scheduler.
+
+mod import;
+
+use clap::{Args, Parser, Subcommand};
+use relentless_engine::channels::outbox::Outbox;
+use relentless_engine::dispatch::Dispatcher;
+use relentless_engine::setup::{InitInput, UserInput};
+use relentless_engine::{Config, Engine};
+use relentless_store::DynStore;
+use relentless_store::sqlite::SqliteStore;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+#[derive(Parser)]
+#[command(
+    name = "relentless",
+    version,
+    about = "Lead follow-up that never drops a lead"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// Options every server-side command shares.
+#[derive(Args, Clone)]
+struct Db {
+    /// Database URL: sqlite://FILE (created on first start).
+    #[arg(
+        long,
+        global = true,
+        env = "RELENTLESS_DATABASE_URL",
+        default_value = "sqlite://relentless.db"
+    )]
+    database_url: String,
+    /// Base URL of links in messages and webhooks.
+    #[arg(
+        long,
+        global = true,
+        env = "RELENTLESS_PUBLIC_URL",
+        default_value = "http://127.0.0.1:8080"
+    )]
+    public_url: String,
+    /// Folder for uploaded videos.
+    #[arg(
+        long,
+        global = true,
+        env = "RELENTLESS_DATA_DIR",
+        default_value = "./relentless-data"
+    )]
+    data_dir: String,
+    /// Seconds a claimed touch may stay `sending` before it is declared `uncertain`.
+    #[arg(
+        long,
+        global = true,
+        env = "RELENTLESS_SEND_LEASE_SECS",
+        default_value_t = 60
+    )]
+    send_lease_secs: u64,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Web app, API, webhooks and scheduler in one process.
+    Serve {
+        #[arg(long, env = "RELENTLESS_LISTEN", default_value = "127.0.0.1:8080")]
+        listen: String,
+        /// Fill an empty database with a demo team and leads in flight (messages go to the outbox).
+        #[arg(long)]
+        demo: bool,
+        #[command(flatten)]
+        db: Db,
+    },
+    /// The scheduler alone.
+    Worker {
+        #[command(flatten)]
+        db: Db,
+    },
+    /// Create the team and first admin; prints an API token on the last line.
+    Init {
+        #[arg(long)]
+        admin_email: String,
+        #[arg(long)]
+        admin_password: Option<String>,
+        #[arg(long)]
+        team_name: Option<String>,
+        #[arg(long)]
+        address: Option<String>,
+        #[command(flatten)]
+        db: Db,
+    },
+    /// Manage users.
+    User {
+        #[command(subcommand)]
+        command: UserCommand,
+        #[command(flatten)]
+        db: Db,
+    },
+    /// API tokens.
+    Token {
+        #[command(subcommand)]
+        command: TokenCommand,
+        #[command(flatten)]
+        db: Db,
+    },
+    /// Import leads from a CSV file.
+    Import {
+        file: String,
+        /// Start this plan for every imported lead (none by default).
+        #[arg(long)]
+        plan: Option<String>,
+        /// Check every row, write nothing.
+        #[arg(long)]
+        dry_run: bool,
+        #[command(flatten)]
+        db: Db,
+    },
+    /// Apply database migrations.
+    Migrate {
+        #[command(flatten)]
+        db: Db,
+    },
+    /// Write a consistent copy of the database (safe while serving).
+    Backup {
+        file: String,
+        #[command(flatten)]
+        db: Db,
+    },
+}
+
+#[derive(Subcommand)]
+enum UserCommand {
+    Add {
+        #[arg(long)]
+        email: String,
+        #[arg(long)]
+        name: String,
+        #[arg(long, default_value = "agent")]
+        role: String,
+        #[arg(long)]
+        password: Option<String>,
+        #[arg(long)]
+        phone: Option<String>,
+    },
+    /// Set a password, read from standard input.
+    Password {
+        #[arg(long)]
+        email: String,
+    },
+    Deactivate {
+        #[arg(long)]
+        email: String,
+        #[arg(long)]
+        reassign_to: Option<String>,
+    },
+}
+
+#[derive(Subcommand)]
+enum TokenCommand {
+    Create {
+        #[arg(long)]
+        email: String,
+    },
+}
+
+async fn open(db: &Db) -> anyhow_lite::Result<Engine> {
+    let store: DynStore = if db.database_url.starts_with("sqlite:") {
+        Arc::new(SqliteStore::open(&db.database_url).await?)
+    } else {
+        return Err(anyhow_lite::msg(format!(
+            "unsupported database URL '{}': use sqlite://FILE",
+            db.database_url
+        )));
+    };
+    store.migrate().await?;
+    let config = Config {
+        public_url: db.public_url.clone(),
+        lease_ms: db.send_lease_secs as i64 * 1000,
+        ..Config::default()
+    };
+    Ok(Engine::new(store, Arc::new(Outbox), config))
+}
+
+/// Tiny error plumbing for the binary: every failure prints one clear line.
+mod anyhow_lite {
+    pub type Result<T> = std::result::Result<T, Box<dyn std::error::Error + Send + Sync>>;
+    pub fn msg(s: String) -> Box<dyn std::error::Error + Send + Sync> {
+        s.into()
+    }
+}
+
+fn describe(e: &relentless_engine::Error) -> String {
+    match e {
+        relentless_engine::Error::Invalid(v) => v
+            .iter()
+            .map(|f| format!("{}: {}", f.field, f.message))
+            .collect::<Vec<_>>()
+            .join("\n"),
+        other => other.to_string(),
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        {
+            s.recv().await;
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("RELENTLESS_LOG")
+                .unwrap_or_else(|_| "info,sqlx=warn,tower_http=warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    match run(cli).await {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow_lite::Result<ExitCode> {
+    match cli.command {
+        Command::Serve { listen, demo, db } => {
+            let engine = open(&db).await?;
+            if demo {
+                if let Some(token) = engine.seed_demo().await.map_err(|e| describe(&e))? {
+                    println!(
+                        "Demo data created. Sign in as admin@example.com / relentless-demo (agents sam@example.com, riley@example.com)."
+                    );
+                    println!("Admin API token: {token}");
+                }
+            }
+            let listener = tokio::net::TcpListener::bind(&listen)
+                .await
+                .map_err(|e| format!("cannot listen on {listen}: {e}"))?;
+            tracing::info!(listen = %listener.local_addr()?, database = %db.database_url, "relentless is serving");
+            println!("Relentless is running at http://{}", listener.local_addr()?);
+            let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+            let dispatcher = Dispatcher::new(engine.clone());
+            let mut rx = stop_rx.clone();
+            let worker = tokio::spawn(dispatcher.run(async move {
+                let _ = rx.wait_for(|s| *s).await;
+            }));
+            let state = relentless_web::AppState {
+                engine,
+                metrics: relentless_web::install_metrics(),
+            };
+            relentless_web::launch_with_tcp_listener(listener, state, async move {
+                shutdown_signal().await;
+                let _ = stop_tx.send(true);
+            })
+            .await?;
+            let _ = worker.await;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Worker { db } => {
+            let engine = open(&db).await?;
+            tracing::info!(database = %db.database_url, "relentless worker dispatching");
+            Dispatcher::new(engine).run(shutdown_signal()).await;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Init {
+            admin_email,
+            admin_password,
+            team_name,
+            address,
+            db,
+        } => {
+            let engine = open(&db).await?;
+            let (user, token) = engine
+                .init(InitInput {
+                    admin_email,
+                    admin_password,
+                    team_name,
+                    address,
+                })
+                .await
+                .map_err(|e| describe(&e))?;
+            println!("Team ready; admin {}. API token:", user.email);
+            println!("{token}");
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::User { command, db } => {
+            let engine = open(&db).await?;
+            match command {
+                UserCommand::Add {
+                    email,
+                    name,
+                    role,
+                    password,
+                    phone,
+                } => {
+                    let role =
+                        role.parse()
+                            .map_err(|e: relentless_core::types::UnknownVariant| {
+                                format!("role: {e}")
+                            })?;
+                    let u = engine
+                        .add_user(UserInput {
+                            email: Some(email),
+                            name: Some(name),
+                            phone,
+                            role: Some(role),
+                            password,
+                            ..Default::default()
+                        })
+                        .await
+                        .map_err(|e| describe(&e))?;
+                    println!("Added {} ({}), id {}", u.email, u.role, u.id);
+                }
+                UserCommand::Password { email } => {
+                    let mut line = String::new();
+                    eprintln!("New password for {email}:");
+                    std::io::stdin().read_line(&mut line)?;
+                    engine
+                        .set_password(&email, line.trim_end_matches(['\r', '\n']).to_string())
+                        .await
+                        .map_err(|e| describe(&e))?;
+                    println!("Password changed for {email}");
+                }
+                UserCommand::Deactivate { email, reassign_to } => {
+                    let mut tx = engine.store.read().await?;
+                    let users = tx.users().await?;
+                    drop(tx);
+                    let u = users
+                        .iter()
+                        .find(|u| u.email.eq_ignore_ascii_case(&email))
+                        .ok_or_else(|| format!("email: no user has the email {email}"))?;
+                    let admin = users
+                        .iter()
+                        .find(|a| {
+                            a.active
+                                && a.role == relentless_core::types::Role::Admin
+                                && a.id != u.id
+                        })
+                        .ok_or("no other active admin to take the leads")?;
+                    let (_, leads, tasks) = engine
+                        .deactivate_user(u.id, reassign_to.as_deref(), admin)
+                        .await
+                        .map_err(|e| describe(&e))?;
+                    println!("Deactivated {email}; moved {leads} leads and {tasks} open tasks");
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Token {
+            command: TokenCommand::Create { email },
+            db,
+        } => {
+            let engine = open(&db).await?;
+            let token = engine
+                .create_token(&email)
+                .await
+                .map_err(|e| describe(&e))?;
+            println!("{token}");
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Import {
+            file,
+            plan,
+            dry_run,
+            db,
+        } => {
+            let engine = open(&db).await?;
+            import::run(&engine, &file, plan.as_deref(), dry_run).await
+        }
+        Command::Migrate { db } => {
+            open(&db).await?;
+            println!("Database is up to date");
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Backup { file, db } => {
+            let engine = open(&db).await?;
+            engine.store.backup(&file).await?;
+            println!("Backup written to {file}");
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}

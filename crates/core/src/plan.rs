@@ -6,8 +6,8 @@
 //! - `at = "promised"`: the moment the agent promised the lead an answer (meeting follow-up).
 
 use crate::types::{Channel, Level};
-use jiff::civil::Time;
 use jiff::SignedDuration;
+use jiff::civil::Time;
 use serde::{Deserialize, Serialize};
 
 /// When a step falls due, relative to the enrollment's start.
@@ -103,7 +103,10 @@ pub struct PlanError {
 }
 
 fn perr(field: impl Into<String>, message: impl Into<String>) -> PlanError {
-    PlanError { field: field.into(), message: message.into() }
+    PlanError {
+        field: field.into(),
+        message: message.into(),
+    }
 }
 
 /// The fewest attempts a lead's follow-up may end with (SPEC §5.6).
@@ -111,9 +114,16 @@ pub const ATTEMPT_FLOOR: usize = 8;
 
 /// Parses `HH:MM` (24-hour).
 pub fn parse_local_time(s: &str) -> Result<Time, String> {
-    let (h, m) = s.trim().split_once(':').ok_or_else(|| format!("'{s}' is not a time like 09:30"))?;
-    let h: i8 = h.parse().map_err(|_| format!("'{s}' is not a time like 09:30"))?;
-    let m: i8 = m.parse().map_err(|_| format!("'{s}' is not a time like 09:30"))?;
+    let (h, m) = s
+        .trim()
+        .split_once(':')
+        .ok_or_else(|| format!("'{s}' is not a time like 09:30"))?;
+    let h: i8 = h
+        .parse()
+        .map_err(|_| format!("'{s}' is not a time like 09:30"))?;
+    let m: i8 = m
+        .parse()
+        .map_err(|_| format!("'{s}' is not a time like 09:30"))?;
     if !(0..=23).contains(&h) || !(0..=59).contains(&m) {
         return Err(format!("'{s}' is not a time of day (00:00 to 23:59)"));
     }
@@ -123,9 +133,16 @@ pub fn parse_local_time(s: &str) -> Result<Time, String> {
 /// Parses `+5m`, `+1h`, `+2d`, `+90s` or `+0m`.
 pub fn parse_relative(s: &str) -> Result<SignedDuration, String> {
     let t = s.trim();
-    let body = t.strip_prefix('+').ok_or_else(|| format!("'{s}' must start with + (like +5m)"))?;
-    let (num, unit) = body.split_at(body.find(|c: char| !c.is_ascii_digit()).unwrap_or(body.len()));
-    let n: i64 = num.parse().map_err(|_| format!("'{s}' is not a delay like +5m, +1h or +2d"))?;
+    let body = t
+        .strip_prefix('+')
+        .ok_or_else(|| format!("'{s}' must start with + (like +5m)"))?;
+    let (num, unit) = body.split_at(
+        body.find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(body.len()),
+    );
+    let n: i64 = num
+        .parse()
+        .map_err(|_| format!("'{s}' is not a delay like +5m, +1h or +2d"))?;
     let secs = match unit {
         "s" => 1,
         "m" => 60,
@@ -165,9 +182,21 @@ impl Plan {
         for (i, s) in spec.steps.iter().enumerate() {
             let f = |name: &str| format!("steps[{i}].{name}");
             let delay = match (&s.after, &s.at, s.day) {
-                (Some(after), None, None | Some(0)) => Delay::After(parse_relative(after).map_err(|m| perr(f("after"), m))?),
-                (Some(_), Some(_), _) => return Err(perr(f("at"), "give either `after` or `day` + `at`, not both")),
-                (Some(_), None, Some(_)) => return Err(perr(f("day"), "`after` counts from the start; use day = 0 or leave day out")),
+                (Some(after), None, None | Some(0)) => {
+                    Delay::After(parse_relative(after).map_err(|m| perr(f("after"), m))?)
+                }
+                (Some(_), Some(_), _) => {
+                    return Err(perr(
+                        f("at"),
+                        "give either `after` or `day` + `at`, not both",
+                    ));
+                }
+                (Some(_), None, Some(_)) => {
+                    return Err(perr(
+                        f("day"),
+                        "`after` counts from the start; use day = 0 or leave day out",
+                    ));
+                }
                 (None, Some(at), day) if at.trim() == "promised" => {
                     if day.is_some() {
                         return Err(perr(f("day"), "`at = \"promised\"` takes no day"));
@@ -182,13 +211,21 @@ impl Plan {
                     }
                     Delay::DayAt { day, at }
                 }
-                (None, None, _) => return Err(perr(f("at"), "a step needs `after = \"+5m\"` or `day` + `at = \"09:00\"`")),
+                (None, None, _) => {
+                    return Err(perr(
+                        f("at"),
+                        "a step needs `after = \"+5m\"` or `day` + `at = \"09:00\"`",
+                    ));
+                }
             };
             crate::validate::slug(&s.template).map_err(|m| perr(f("template"), m))?;
             if let Some(fb) = &s.fallback {
                 crate::validate::slug(&fb.template).map_err(|m| perr(f("fallback.template"), m))?;
                 if fb.channel == Channel::Preferred {
-                    return Err(perr(f("fallback.channel"), "a fallback names a concrete channel"));
+                    return Err(perr(
+                        f("fallback.channel"),
+                        "a fallback names a concrete channel",
+                    ));
                 }
             }
             steps.push(Step {
@@ -210,9 +247,10 @@ impl Plan {
 
     /// Every template slug the plan refers to.
     pub fn template_slugs(&self) -> impl Iterator<Item = &str> {
-        self.steps
-            .iter()
-            .flat_map(|s| std::iter::once(s.template.as_str()).chain(s.fallback.as_ref().map(|f| f.template.as_str())))
+        self.steps.iter().flat_map(|s| {
+            std::iter::once(s.template.as_str())
+                .chain(s.fallback.as_ref().map(|f| f.template.as_str()))
+        })
     }
 
     /// Warnings that do not stop a save: a level's plan with fewer than 8 touches (SPEC §5.6).
@@ -260,22 +298,39 @@ template = "c"
         )
         .unwrap();
         assert_eq!(p.steps[0].delay, Delay::After(SignedDuration::from_mins(5)));
-        assert_eq!(p.steps[1].delay, Delay::DayAt { day: 2, at: Time::new(11, 0, 0, 0).unwrap() });
+        assert_eq!(
+            p.steps[1].delay,
+            Delay::DayAt {
+                day: 2,
+                at: Time::new(11, 0, 0, 0).unwrap()
+            }
+        );
         assert_eq!(p.steps[2].delay, Delay::Promised);
     }
 
     #[test]
     fn impossible_time_names_the_step() {
-        let e = Plan::from_toml("slug='t'\nname='T'\n[[steps]]\nday=1\nat='25:00'\nchannel='call'\ntemplate='a'\n").unwrap_err();
+        let e = Plan::from_toml(
+            "slug='t'\nname='T'\n[[steps]]\nday=1\nat='25:00'\nchannel='call'\ntemplate='a'\n",
+        )
+        .unwrap_err();
         assert_eq!(e.field, "steps[0].at");
         assert!(e.message.contains("25:00"), "{e}");
-        let e = Plan::from_toml("slug='t'\nname='T'\n[[steps]]\nafter='5m'\nchannel='call'\ntemplate='a'\n").unwrap_err();
+        let e = Plan::from_toml(
+            "slug='t'\nname='T'\n[[steps]]\nafter='5m'\nchannel='call'\ntemplate='a'\n",
+        )
+        .unwrap_err();
         assert_eq!(e.field, "steps[0].after");
     }
 
     #[test]
     fn unknown_channel_and_keys_are_refused() {
-        assert!(Plan::from_toml("slug='t'\nname='T'\n[[steps]]\nafter='+5m'\nchannel='fax'\ntemplate='a'\n").is_err());
+        assert!(
+            Plan::from_toml(
+                "slug='t'\nname='T'\n[[steps]]\nafter='+5m'\nchannel='fax'\ntemplate='a'\n"
+            )
+            .is_err()
+        );
         assert!(Plan::from_toml("slug='t'\nname='T'\n[[steps]]\nafter='+5m'\nchannel='text'\ntemplate='a'\ncolour='red'\n").is_err());
     }
 
@@ -287,7 +342,10 @@ template = "c"
 
     #[test]
     fn relative_delays() {
-        assert_eq!(parse_relative("+1h").unwrap(), SignedDuration::from_hours(1));
+        assert_eq!(
+            parse_relative("+1h").unwrap(),
+            SignedDuration::from_hours(1)
+        );
         assert_eq!(parse_relative("+0m").unwrap(), SignedDuration::ZERO);
         assert!(parse_relative("+99999999999999d").is_err());
         assert!(parse_relative("-5m").is_err());

@@ -77,7 +77,10 @@ impl MergeContext {
                 phone: "+15125550101".into(),
                 email: "sam@example.com".into(),
             },
-            team: TeamFields { name: "Carter Home Team".into(), address: "100 Congress Ave, Austin, TX 78701".into() },
+            team: TeamFields {
+                name: "Carter Home Team".into(),
+                address: "100 Congress Ave, Austin, TX 78701".into(),
+            },
         }
     }
 }
@@ -105,7 +108,10 @@ fn env(html: bool) -> Environment<'static> {
 }
 
 fn describe(e: &minijinja::Error) -> String {
-    let mut m = e.detail().map(str::to_string).unwrap_or_else(|| e.kind().to_string());
+    let mut m = e
+        .detail()
+        .map(str::to_string)
+        .unwrap_or_else(|| e.kind().to_string());
     if let Some(line) = e.line() {
         m = format!("line {line}: {m}");
     }
@@ -115,10 +121,14 @@ fn describe(e: &minijinja::Error) -> String {
 /// Checks a template body: size, syntax, and that every variable is a known merge field.
 pub fn check(body: &str) -> Result<(), TemplateError> {
     if body.len() > MAX_LEN {
-        return Err(TemplateError { message: format!("is longer than {MAX_LEN} characters") });
+        return Err(TemplateError {
+            message: format!("is longer than {MAX_LEN} characters"),
+        });
     }
     let env = env(false);
-    let tmpl = env.template_from_str(body).map_err(|e| TemplateError { message: describe(&e) })?;
+    let tmpl = env.template_from_str(body).map_err(|e| TemplateError {
+        message: describe(&e),
+    })?;
     let mut unknown: Vec<String> = tmpl
         .undeclared_variables(true)
         .into_iter()
@@ -130,7 +140,11 @@ pub fn check(body: &str) -> Result<(), TemplateError> {
             message: format!(
                 "unknown merge field{} {}; known fields: {}",
                 if unknown.len() == 1 { "" } else { "s" },
-                unknown.iter().map(|u| format!("{{{{ {u} }}}}")).collect::<Vec<_>>().join(", "),
+                unknown
+                    .iter()
+                    .map(|u| format!("{{{{ {u} }}}}"))
+                    .collect::<Vec<_>>()
+                    .join(", "),
                 FIELDS.join(", ")
             ),
         });
@@ -142,7 +156,10 @@ pub fn check(body: &str) -> Result<(), TemplateError> {
 /// Renders a template. `html` escapes merge values for an HTML body.
 pub fn render(body: &str, ctx: &MergeContext, html: bool) -> Result<String, TemplateError> {
     let env = env(html);
-    env.render_str(body, minijinja::value::Serde(ctx)).map_err(|e| TemplateError { message: describe(&e) })
+    env.render_str(body, minijinja::value::Serde(ctx))
+        .map_err(|e| TemplateError {
+            message: describe(&e),
+        })
 }
 
 #[cfg(test)]
@@ -151,7 +168,12 @@ mod tests {
 
     #[test]
     fn renders_merge_fields() {
-        let out = render("Hi {{ lead.first_name }}, it's {{ agent.name }}", &MergeContext::sample(), false).unwrap();
+        let out = render(
+            "Hi {{ lead.first_name }}, it's {{ agent.name }}",
+            &MergeContext::sample(),
+            false,
+        )
+        .unwrap();
         assert_eq!(out, "Hi Jordan, it's Sam Carter");
     }
 
@@ -171,7 +193,12 @@ mod tests {
 
     #[test]
     fn runaway_loop_runs_out_of_fuel() {
-        assert!(check("{% for i in range(100000) %}{% for j in range(100000) %}x{% endfor %}{% endfor %}").is_err());
+        assert!(
+            check(
+                "{% for i in range(100000) %}{% for j in range(100000) %}x{% endfor %}{% endfor %}"
+            )
+            .is_err()
+        );
     }
 
     #[test]

@@ -101,7 +101,10 @@ impl Channel {
     }
     /// The preferred-channel values a lead may carry.
     pub fn is_lead_preference(self) -> bool {
-        matches!(self, Channel::Call | Channel::Text | Channel::Email | Channel::Video)
+        matches!(
+            self,
+            Channel::Call | Channel::Text | Channel::Email | Channel::Video
+        )
     }
     /// Whether the sending window (SPEC §5.1) applies: everything that reaches the lead's
     /// phone (texts, calls, video texts, call-like tasks). Email lands in an inbox and is read
@@ -145,15 +148,24 @@ mod tests {
     fn wire_names_round_trip() {
         for s in TouchStatus::ALL {
             assert_eq!(s.as_str().parse::<TouchStatus>().unwrap(), *s);
-            assert_eq!(serde_json::to_string(s).unwrap(), format!("\"{}\"", s.as_str()));
+            assert_eq!(
+                serde_json::to_string(s).unwrap(),
+                format!("\"{}\"", s.as_str())
+            );
         }
-        assert_eq!("promised_answer".parse::<TaskKind>().unwrap(), TaskKind::PromisedAnswer);
+        assert_eq!(
+            "promised_answer".parse::<TaskKind>().unwrap(),
+            TaskKind::PromisedAnswer
+        );
         assert_eq!(" HOT ".parse::<Level>().unwrap(), Level::Hot);
     }
 
     #[test]
     fn unknown_value_names_the_choices() {
         let e = "lukewarm".parse::<Level>().unwrap_err();
-        assert_eq!(e.to_string(), "'lukewarm' is not one of: hot warm cold nurture");
+        assert_eq!(
+            e.to_string(),
+            "'lukewarm' is not one of: hot warm cold nurture"
+        );
     }
 }

@@ -1,1 +1,122 @@
+//! relentless-engine: what Relentless does, on top of the pure core and the Store.
+//!
+//! - [`setup`]: team, users, tokens, the built-in plans and templates;
+//! - [`leads`]: creating and merging leads, enrolling them, answers, activities, erasure;
+//! - [`tasks`]: the agent's tasks and their outcomes;
+//! - [`dispatch`]: the scheduler (claim → send → record), at most once;
+//! - [`bus`]: live notifications; [`channels`]: where automatic touches go.
 
+pub mod bus;
+pub mod channels;
+pub mod demo;
+pub mod dispatch;
+pub mod error;
+pub mod leads;
+pub mod reports;
+pub mod setup;
+pub mod tasks;
+
+pub use error::{Error, FieldError, Result};
+
+use bus::Bus;
+use channels::Channel;
+use jiff::Timestamp;
+use relentless_core::plan::Plan;
+use relentless_core::schedule::{TeamRules, Window};
+use relentless_store::{DynStore, Millis, Team, Tx};
+use std::sync::Arc;
+use tokio::sync::Notify;
+
+/// Now, in epoch milliseconds.
+pub fn now_ms() -> Millis {
+    Timestamp::now().as_millisecond()
+}
+
+pub fn ts(ms: Millis) -> Timestamp {
+    Timestamp::from_millisecond(ms).unwrap_or(Timestamp::UNIX_EPOCH)
+}
+
+/// Engine settings.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// How long a claimed touch may stay `sending` before it is declared `uncertain`.
+    pub lease_ms: i64,
+    /// Touches claimed per batch.
+    pub batch: i64,
+    /// Base of links in messages.
+    pub public_url: String,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            lease_ms: 60_000,
+            batch: 500,
+            public_url: "http://127.0.0.1:8080".into(),
+        }
+    }
+}
+
+/// The application: a store, a channel for automatic touches, the bus and the dispatcher's
+/// wake-up signal. Cheap to clone.
+#[derive(Clone)]
+pub struct Engine {
+    pub store: DynStore,
+    pub bus: Bus,
+    pub channel: Arc<dyn Channel>,
+    pub config: Arc<Config>,
+    /// Rung when a touch is created or changes, so the dispatcher re-reads the next due instant.
+    pub wake: Arc<Notify>,
+}
+
+impl Engine {
+    pub fn new(store: DynStore, channel: Arc<dyn Channel>, config: Config) -> Engine {
+        Engine {
+            store,
+            bus: Bus::new(),
+            channel,
+            config: Arc::new(config),
+            wake: Arc::new(Notify::new()),
+        }
+    }
+}
+
+/// The team's settings, parsed.
+pub struct TeamCtx {
+    pub team: Team,
+    pub rules: TeamRules,
+    pub tz: jiff::tz::TimeZone,
+}
+
+pub(crate) async fn team_ctx(tx: &mut dyn Tx) -> Result<TeamCtx> {
+    let team = tx.team().await?.ok_or_else(|| {
+        Error::Conflict("the team is not set up yet: run `relentless init`".into())
+    })?;
+    let rules = team_rules(&team)?;
+    let tz = jiff::tz::TimeZone::get(&team.timezone).unwrap_or(jiff::tz::TimeZone::UTC);
+    Ok(TeamCtx { team, rules, tz })
+}
+
+pub fn team_rules(team: &Team) -> Result<TeamRules> {
+    let window: Window = serde_json::from_str(&team.sending_window)
+        .map_err(|e| Error::Internal(format!("team window: {e}")))?;
+    let state_windows = serde_json::from_str(&team.state_windows)
+        .map_err(|e| Error::Internal(format!("team state windows: {e}")))?;
+    let holidays = serde_json::from_str(&team.holidays)
+        .map_err(|e| Error::Internal(format!("team holidays: {e}")))?;
+    Ok(TeamRules {
+        window,
+        state_windows,
+        holidays,
+    })
+}
+
+pub(crate) async fn load_plan(tx: &mut dyn Tx, slug: &str) -> Result<(Plan, i64)> {
+    let row = tx
+        .plan(slug)
+        .await?
+        .ok_or_else(|| Error::field("plan", format!("there is no plan '{slug}'")))?;
+    let plan = Plan::from_toml(&row.source)
+        .map_err(|e| Error::Internal(format!("stored plan {slug}: {e}")))?;
+    Ok((plan, row.version))
+}

@@ -1,1 +1,208 @@
+//! relentless-store: the storage interface and its backends.
+//!
+//! [`Store`] hands out transactions; every read and write goes through a [`Tx`], so a
+//! multi-row change is one `Tx` and commits or rolls back whole. One implementation per
+//! backend, each with its own `migrations/` (SQLite now; PostgreSQL implements the same
+//! traits). Instants are epoch milliseconds (UTC) on both backends.
 
+pub mod model;
+pub mod sqlite;
+
+use async_trait::async_trait;
+pub use model::*;
+use relentless_core::types::{EnrollmentState, TaskStatus, TouchStatus};
+use std::sync::Arc;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("not found")]
+    NotFound,
+    /// A uniqueness rule was broken; the string names the field.
+    #[error("{0} is already taken")]
+    Conflict(String),
+    #[error("the database is busy")]
+    Busy,
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("stored data is invalid: {0}")]
+    Corrupt(String),
+}
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// A database: opens transactions.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// A transaction that may write. Writers are serialised per process.
+    async fn write(&self) -> Result<Box<dyn Tx>>;
+    /// A read-only snapshot.
+    async fn read(&self) -> Result<Box<dyn Tx>>;
+    /// Applies pending migrations.
+    async fn migrate(&self) -> Result<()>;
+    /// Writes a consistent copy of the database to `path` (SQLite online backup).
+    async fn backup(&self, path: &str) -> Result<()>;
+    /// `sqlite` or `postgres`.
+    fn backend(&self) -> &'static str;
+}
+
+pub type DynStore = Arc<dyn Store>;
+
+/// Everything the application reads and writes, inside one transaction.
+#[async_trait]
+pub trait Tx: Send {
+    async fn commit(self: Box<Self>) -> Result<()>;
+
+    // team
+    async fn team(&mut self) -> Result<Option<Team>>;
+    async fn team_save(&mut self, team: &Team, now: Millis) -> Result<()>;
+    /// Increments and returns the round-robin cursor.
+    async fn round_robin_next(&mut self) -> Result<i64>;
+
+    // users and tokens
+    async fn user_insert(&mut self, user: &NewUser, now: Millis) -> Result<i64>;
+    async fn user(&mut self, id: i64) -> Result<Option<User>>;
+    async fn user_by_email(&mut self, email: &str) -> Result<Option<User>>;
+    async fn users(&mut self) -> Result<Vec<User>>;
+    async fn user_save(&mut self, user: &User) -> Result<()>;
+    async fn token_insert(&mut self, user_id: i64, token_hash: &str, now: Millis) -> Result<()>;
+    async fn user_by_token(&mut self, token_hash: &str) -> Result<Option<User>>;
+    /// Moves every lead and open task of `from` to `to`; returns (leads, tasks) moved.
+    async fn reassign_all(&mut self, from: i64, to: i64) -> Result<(u64, u64)>;
+
+    // plans and templates
+    async fn plan_save(&mut self, plan: &PlanRow) -> Result<()>;
+    async fn plan(&mut self, slug: &str) -> Result<Option<PlanRow>>;
+    async fn plans(&mut self) -> Result<Vec<PlanRow>>;
+    async fn template_save(&mut self, t: &TemplateRow) -> Result<()>;
+    async fn template(&mut self, slug: &str) -> Result<Option<TemplateRow>>;
+    async fn templates(&mut self) -> Result<Vec<TemplateRow>>;
+
+    // leads
+    /// Inserts a lead (its `id` is ignored) and returns the new id.
+    async fn lead_insert(&mut self, lead: &Lead) -> Result<i64>;
+    async fn lead(&mut self, id: i64) -> Result<Option<Lead>>;
+    async fn leads_by_ids(&mut self, ids: &[i64]) -> Result<Vec<Lead>>;
+    /// The existing lead a new one merges into: same external id, else email, else phone.
+    async fn lead_match(
+        &mut self,
+        external_id: Option<&str>,
+        email_key: Option<&str>,
+        phone: Option<&str>,
+    ) -> Result<Option<Lead>>;
+    /// Writes every field of the lead.
+    async fn lead_save(&mut self, lead: &Lead) -> Result<()>;
+    async fn leads_page(&mut self, filter: &LeadFilter) -> Result<Vec<Lead>>;
+    /// Deletes the lead and everything about it (timeline, touches, tasks, outbox copies).
+    async fn lead_delete(&mut self, id: i64) -> Result<()>;
+    /// Recomputes `next_touch_at` of these leads from their scheduled touches.
+    async fn leads_refresh_next(&mut self, ids: &[i64]) -> Result<()>;
+    async fn suppress(&mut self, hash: &str, kind: &str, now: Millis) -> Result<()>;
+    async fn is_suppressed(&mut self, hash: &str) -> Result<bool>;
+
+    // enrollments and touches
+    async fn enrollment_insert(
+        &mut self,
+        lead_id: i64,
+        plan: &str,
+        version: i64,
+        started_at: Millis,
+        touches: &[NewTouch],
+    ) -> Result<i64>;
+    async fn enrollments(&mut self, lead_id: i64) -> Result<Vec<Enrollment>>;
+    async fn enrollments_for_leads(&mut self, lead_ids: &[i64]) -> Result<Vec<Enrollment>>;
+    async fn enrollment_end(
+        &mut self,
+        id: i64,
+        state: EnrollmentState,
+        reason: Option<&str>,
+        at: Millis,
+    ) -> Result<()>;
+    /// Cancels the scheduled touches of an enrollment (their open tasks too); returns how many.
+    async fn enrollment_cancel_touches(&mut self, id: i64, reason: &str, at: Millis)
+    -> Result<u64>;
+    /// Active enrollments among these whose touches are all settled.
+    async fn enrollments_finished(&mut self, ids: &[i64]) -> Result<Vec<Enrollment>>;
+    async fn touches_for_lead(&mut self, lead_id: i64) -> Result<Vec<Touch>>;
+    async fn touch(&mut self, id: i64) -> Result<Option<Touch>>;
+    /// Marks up to `limit` due, unclaimed touches `sending` under `worker` until `lease_until`.
+    async fn claim_due(
+        &mut self,
+        now: Millis,
+        limit: i64,
+        worker: &str,
+        lease_until: Millis,
+    ) -> Result<Vec<Touch>>;
+    /// Releases a claimed touch back to `scheduled` (nothing was sent).
+    async fn touch_release(&mut self, id: i64) -> Result<()>;
+    /// Puts a claimed touch back with a later due instant (the window closed meanwhile).
+    async fn touch_reschedule(&mut self, id: i64, due_at: Millis, reason: &str) -> Result<()>;
+    /// Records the outcome of claimed touches; bumps the leads' attempts for attempts.
+    async fn touches_record(&mut self, results: &[TouchResult], now: Millis) -> Result<()>;
+    /// Links a due task step to its task (the touch stays `scheduled` until the task is done).
+    async fn touch_set_task(&mut self, touch_id: i64, task_id: i64) -> Result<()>;
+    /// `sending` touches whose lease ran out become `uncertain`; returns them.
+    async fn touches_expire_sending(&mut self, now: Millis) -> Result<Vec<Touch>>;
+    async fn next_due_at(&mut self) -> Result<Option<Millis>>;
+    /// Marks the touch after which the lead answered.
+    async fn touch_mark_answered(&mut self, lead_id: i64) -> Result<()>;
+
+    // tasks
+    async fn task_insert(&mut self, task: &NewTask, now: Millis) -> Result<i64>;
+    async fn task(&mut self, id: i64) -> Result<Option<Task>>;
+    async fn reassign_task(&mut self, id: i64, to: i64) -> Result<()>;
+    async fn tasks(&mut self, filter: &TaskFilter) -> Result<Vec<Task>>;
+    async fn task_complete(
+        &mut self,
+        id: i64,
+        status: TaskStatus,
+        outcome: Option<&str>,
+        note: Option<&str>,
+        at: Millis,
+    ) -> Result<()>;
+    /// The touch a completed task step settles, with its attempt number.
+    async fn touch_settle(
+        &mut self,
+        touch_id: i64,
+        status: TouchStatus,
+        reason: Option<&str>,
+        attempt: Option<i64>,
+        at: Millis,
+    ) -> Result<()>;
+    /// Open call tasks on hot leads more than `minutes` overdue and not yet escalated.
+    async fn tasks_to_escalate(&mut self, now: Millis, minutes: i64) -> Result<Vec<Task>>;
+    async fn task_mark_escalated(&mut self, id: i64, at: Millis) -> Result<()>;
+    /// Open tasks that fell due in (from, to]: the `task_due` notifications.
+    async fn tasks_due_between(&mut self, from: Millis, to: Millis) -> Result<Vec<Task>>;
+    async fn next_task_due_after(&mut self, t: Millis) -> Result<Option<Millis>>;
+
+    // timeline, outbox, notifications
+    async fn activity_insert(&mut self, a: &NewActivity) -> Result<i64>;
+    async fn timeline(
+        &mut self,
+        lead_id: i64,
+        before_id: Option<i64>,
+        limit: i64,
+    ) -> Result<Vec<Activity>>;
+    async fn outbox_insert(&mut self, m: &NewOutbox, now: Millis) -> Result<i64>;
+    async fn outbox(
+        &mut self,
+        assignee: Option<i64>,
+        before_id: Option<i64>,
+        limit: i64,
+    ) -> Result<Vec<OutboxMessage>>;
+    async fn notification_insert(&mut self, n: &NewNotification) -> Result<i64>;
+    async fn notifications_after(
+        &mut self,
+        user_id: i64,
+        after_id: i64,
+        limit: i64,
+    ) -> Result<Vec<Notification>>;
+
+    /// Demo data: moves a lead's creation, plans and touches `by_ms` into the past.
+    async fn shift_lead_back(&mut self, lead_id: i64, by_ms: i64) -> Result<()>;
+
+    // reports
+    async fn report_rows(&mut self, since: Millis, now: Millis) -> Result<ReportRows>;
+}

@@ -1,1 +1,112 @@
+//! relentless-web: the axum router — JSON API, SSE notifications, health and metrics.
+//! Handlers are thin: they check who is asking, then call the engine.
 
+pub mod api;
+pub mod auth;
+pub mod error;
+pub mod json;
+pub mod openapi;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use axum::routing::get;
+use relentless_engine::Engine;
+use std::future::Future;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::trace::TraceLayer;
+
+/// Request bodies above this are refused with 413.
+pub const BODY_LIMIT: usize = 1024 * 1024;
+
+#[derive(Clone)]
+pub struct AppState {
+    pub engine: Engine,
+    pub metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
+}
+
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .nest("/api/v1", api::routes())
+        .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics))
+        .fallback(|| async { error::ApiError::not_found() })
+        .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        // A panic in a handler is a 500 problem; its transaction was never committed.
+        .layer(CatchPanicLayer::custom(|_| {
+            error::ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "Internal error",
+                "something went wrong on our side; it has been logged",
+            )
+            .into_response()
+        }))
+        .layer(TraceLayer::new_for_http())
+        .with_state(state)
+}
+
+async fn healthz(axum::extract::State(state): axum::extract::State<AppState>) -> impl IntoResponse {
+    match state.engine.store.read().await {
+        Ok(mut tx) => match tx.team().await {
+            Ok(_) => (
+                StatusCode::OK,
+                axum::Json(
+                    serde_json::json!({"status": "ok", "database": state.engine.store.backend()}),
+                ),
+            ),
+            Err(_) => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                axum::Json(serde_json::json!({"status": "database unavailable"})),
+            ),
+        },
+        Err(_) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            axum::Json(serde_json::json!({"status": "database unavailable"})),
+        ),
+    }
+}
+
+async fn metrics(axum::extract::State(state): axum::extract::State<AppState>) -> impl IntoResponse {
+    let body = state
+        .metrics
+        .as_ref()
+        .map(|h| h.render())
+        .unwrap_or_default();
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4",
+        )],
+        body,
+    )
+}
+
+/// Serves the app on `listener` until `shutdown` resolves (tests pass a port-0 listener).
+pub async fn launch_with_tcp_listener(
+    listener: TcpListener,
+    state: AppState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let app = router(state);
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
+/// Installs the Prometheus recorder once per process.
+pub fn install_metrics() -> Option<metrics_exporter_prometheus::PrometheusHandle> {
+    static HANDLE: std::sync::OnceLock<Option<metrics_exporter_prometheus::PrometheusHandle>> =
+        std::sync::OnceLock::new();
+    HANDLE
+        .get_or_init(|| {
+            metrics_exporter_prometheus::PrometheusBuilder::new()
+                .install_recorder()
+                .ok()
+        })
+        .clone()
+}
+
+pub const SSE_KEEPALIVE: Duration = Duration::from_secs(15);

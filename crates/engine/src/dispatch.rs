@@ -1,0 +1,608 @@
+//! The scheduler: claim → send → record, at most once (SPEC §5.4).
+//!
+//! 1. One transaction marks a batch of due touches `sending` under this worker's lease.
+//! 2. Each touch is resolved (preferred channel, fallbacks, opt-outs, the sending window) and
+//!    automatic ones are handed to the channel, outside any transaction.
+//! 3. One transaction records every outcome, the outbox copies, tasks, timeline entries and
+//!    notifications, and completes finished enrollments.
+//!
+//! A process killed between 1 and 3 leaves touches `sending`; when their lease runs out they
+//! become `uncertain` and are shown, never resent. The loop sleeps until the next due instant
+//! or until [`Engine::wake`] is rung (a touch was created), not on a fixed poll.
+
+use crate::channels::{Message, SendError};
+use crate::leads::{Effects, lead_tz, notify_user, settle_enrollments, stop_all};
+use crate::{Engine, Result, TeamCtx, now_ms, team_ctx, ts};
+use relentless_core::schedule::{is_open, next_open};
+use relentless_core::template::{self, AgentFields, LeadFields, MergeContext, TeamFields};
+use relentless_core::types::*;
+use relentless_store::*;
+use std::collections::{HashMap, HashSet};
+use std::future::Future;
+use std::time::Duration;
+
+/// What to do with one claimed touch.
+enum Action {
+    Send { msg: Message, channel: Channel },
+    Task { task: NewTask, channel: Channel },
+    Skip(String),
+    Fail(String),
+    Hold { due: Millis, reason: String },
+}
+
+pub struct Dispatcher {
+    engine: Engine,
+    worker: String,
+    last_escalation_check: Millis,
+}
+
+/// Counts of one batch.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct BatchReport {
+    pub claimed: usize,
+    pub sent: usize,
+    pub tasks: usize,
+    pub skipped: usize,
+    pub uncertain: usize,
+}
+
+fn blocked_reason(lead: &Lead, ch: Channel) -> Option<&'static str> {
+    match ch {
+        Channel::Text if lead.phone.is_none() => Some("no phone number"),
+        Channel::Text if lead.sms_opt_out => Some("the lead opted out of texts"),
+        Channel::Text if lead.phone_bad => Some("the phone number is marked bad"),
+        Channel::Email if lead.email.is_none() => Some("no email address"),
+        Channel::Email if lead.email_opt_out => Some("the lead opted out of emails"),
+        Channel::Email if lead.email_bad => Some("the email address is marked bad"),
+        Channel::Call if lead.phone.is_none() => Some("no phone number"),
+        Channel::Call if lead.do_not_call => Some("the lead is on do-not-call"),
+        Channel::Call if lead.phone_bad => Some("the phone number is marked bad"),
+        Channel::Video if !lead.can_text() && !lead.can_email() => {
+            Some("the lead cannot be texted or emailed a video")
+        }
+        _ => None,
+    }
+}
+
+/// The concrete channel for a `preferred` step: the lead's preference, else text, email, call.
+fn resolve_preferred(lead: &Lead) -> Channel {
+    if let Some(p) = lead.preferred() {
+        if blocked_reason(lead, p).is_none() {
+            return p;
+        }
+    }
+    [Channel::Text, Channel::Email, Channel::Call]
+        .into_iter()
+        .find(|c| blocked_reason(lead, *c).is_none())
+        .unwrap_or(Channel::Text)
+}
+
+pub fn merge_context(team: &TeamCtx, lead: &Lead, agent: Option<&User>) -> MergeContext {
+    let agent_name = agent
+        .map(|a| a.name.clone())
+        .unwrap_or_else(|| team.team.name.clone());
+    MergeContext {
+        lead: LeadFields {
+            first_name: lead.first_name.clone(),
+            last_name: lead.last_name.clone(),
+            full_name: lead.full_name(),
+            email: lead.email.clone().unwrap_or_default(),
+            phone: lead.phone.clone().unwrap_or_default(),
+            source: lead.source.clone(),
+            property_address: lead.property_address.clone(),
+        },
+        agent: AgentFields {
+            first_name: agent_name
+                .split_whitespace()
+                .next()
+                .unwrap_or("")
+                .to_string(),
+            name: agent_name,
+            phone: agent.and_then(|a| a.phone.clone()).unwrap_or_default(),
+            email: agent.map(|a| a.email.clone()).unwrap_or_default(),
+        },
+        team: TeamFields {
+            name: team.team.name.clone(),
+            address: team.team.postal_address.clone(),
+        },
+    }
+}
+
+impl Dispatcher {
+    pub fn new(engine: Engine) -> Dispatcher {
+        let worker = format!("{}-{}", std::process::id(), rand::random::<u32>());
+        Dispatcher {
+            engine,
+            worker,
+            last_escalation_check: 0,
+        }
+    }
+
+    /// Runs until `shutdown` resolves. A batch in flight is finished before returning.
+    pub async fn run(mut self, shutdown: impl Future<Output = ()>) {
+        tokio::pin!(shutdown);
+        loop {
+            let full = match self.tick().await {
+                Ok(r) => r.claimed as i64 >= self.engine.config.batch,
+                Err(e) => {
+                    tracing::error!(error = %e, "dispatch failed; retrying shortly");
+                    false
+                }
+            };
+            if full {
+                continue;
+            }
+            let wait = self.until_next_due().await;
+            tokio::select! {
+                _ = &mut shutdown => break,
+                _ = self.engine.wake.notified() => {}
+                _ = tokio::time::sleep(wait) => {}
+            }
+        }
+    }
+
+    async fn until_next_due(&self) -> Duration {
+        let now = now_ms();
+        // Also wake for lease expiry and escalation checks at least every 30 s.
+        let cap = 30_000;
+        let next = async {
+            let mut tx = self.engine.store.read().await?;
+            Ok::<_, crate::Error>(tx.next_due_at().await?)
+        }
+        .await
+        .ok()
+        .flatten();
+        let ms = next.map(|n| (n - now).clamp(0, cap)).unwrap_or(cap);
+        Duration::from_millis(ms as u64 + if ms > 0 { 5 } else { 0 })
+    }
+
+    /// One batch: expire stale leases, claim, send, record.
+    pub async fn tick(&mut self) -> Result<BatchReport> {
+        let now = now_ms();
+        let e = &self.engine;
+        let mut report = BatchReport::default();
+        let mut fx = Effects::default();
+
+        // 1. claim (and declare touches left `sending` by a dead process uncertain)
+        let mut tx = e.store.write().await?;
+        let expired = tx.touches_expire_sending(now).await?;
+        for t in &expired {
+            tx.activity_insert(&NewActivity {
+                lead_id: t.lead_id,
+                kind: "touch_uncertain".into(),
+                detail: format!("{} step {} of {}: it may or may not have been sent (the sender stopped mid-send); not resent", t.channel, t.step + 1, t.plan),
+                data: Some(serde_json::json!({"touch_id": t.id})),
+                actor_id: None,
+                at: now,
+            })
+            .await?;
+        }
+        report.uncertain = expired.len();
+        let claimed = tx
+            .claim_due(now, e.config.batch, &self.worker, now + e.config.lease_ms)
+            .await?;
+        tx.commit().await?;
+        if now - self.last_escalation_check >= 60_000 {
+            self.last_escalation_check = now;
+            self.escalate(now).await?;
+        }
+        if claimed.is_empty() {
+            return Ok(report);
+        }
+        report.claimed = claimed.len();
+
+        // 2. resolve and send
+        let mut rtx = e.store.read().await?;
+        let team = team_ctx(rtx.as_mut()).await?;
+        let lead_ids: Vec<i64> = claimed
+            .iter()
+            .map(|t| t.lead_id)
+            .collect::<HashSet<_>>()
+            .into_iter()
+            .collect();
+        let leads: HashMap<i64, Lead> = rtx
+            .leads_by_ids(&lead_ids)
+            .await?
+            .into_iter()
+            .map(|l| (l.id, l))
+            .collect();
+        let enrollments: HashMap<i64, Enrollment> = rtx
+            .enrollments_for_leads(&lead_ids)
+            .await?
+            .into_iter()
+            .map(|en| (en.id, en))
+            .collect();
+        let users: HashMap<i64, User> = rtx.users().await?.into_iter().map(|u| (u.id, u)).collect();
+        let mut templates: HashMap<String, Option<TemplateRow>> = HashMap::new();
+        for t in &claimed {
+            if !templates.contains_key(&t.template) {
+                templates.insert(t.template.clone(), rtx.template(&t.template).await?);
+            }
+        }
+        let extras = step_extras(rtx.as_mut(), &claimed).await?;
+        for (_, slug) in extras.values().filter_map(|x| x.fallback.as_ref()) {
+            if !templates.contains_key(slug) {
+                templates.insert(slug.clone(), rtx.template(slug).await?);
+            }
+        }
+        drop(rtx);
+
+        let mut results: Vec<TouchResult> = Vec::with_capacity(claimed.len());
+        let mut outbox: Vec<NewOutbox> = Vec::new();
+        let mut tasks: Vec<(i64, NewTask, Channel)> = Vec::new();
+        let mut holds: Vec<(i64, Millis, String)> = Vec::new();
+        let mut blocked_leads: Vec<i64> = Vec::new();
+        for t in &claimed {
+            let Some(lead) = leads.get(&t.lead_id) else {
+                continue;
+            };
+            let agent = lead.assigned_to.and_then(|id| users.get(&id));
+            let enrollment = enrollments.get(&t.enrollment_id);
+            let action = decide(
+                &team,
+                t,
+                lead,
+                agent,
+                enrollment,
+                &templates,
+                extras.get(&t.id),
+                now,
+            );
+            let mut result = TouchResult {
+                touch_id: t.id,
+                lead_id: t.lead_id,
+                status: TouchStatus::Skipped,
+                reason: None,
+                sent_channel: None,
+                subject: None,
+                content: None,
+                provider_id: None,
+                attempt: false,
+            };
+            match action {
+                Action::Send { msg, channel } => {
+                    result.sent_channel = Some(channel);
+                    result.subject = msg.subject.clone();
+                    result.content = Some(msg.body.clone());
+                    match e.channel.send(&msg).await {
+                        Ok(sent) => {
+                            result.status = TouchStatus::Sent;
+                            result.provider_id = sent.provider_id;
+                            result.attempt = true;
+                            outbox.extend(sent.outbox);
+                            report.sent += 1;
+                            metrics::counter!("relentless_touches_sent_total", "channel" => channel.as_str()).increment(1);
+                        }
+                        Err(SendError::Transient(why)) => {
+                            holds.push((
+                                t.id,
+                                now + 60_000,
+                                format!("not sent yet: {why}; retrying"),
+                            ));
+                            continue;
+                        }
+                        Err(SendError::Permanent(why)) => {
+                            result.status = TouchStatus::Failed;
+                            result.reason = Some(why);
+                        }
+                        Err(SendError::Unknown(why)) => {
+                            result.status = TouchStatus::Uncertain;
+                            result.reason =
+                                Some(format!("{why}; it may have been sent, so it is not resent"));
+                            report.uncertain += 1;
+                        }
+                    }
+                }
+                Action::Task { task, channel } => {
+                    tasks.push((t.id, task, channel));
+                    report.tasks += 1;
+                    continue;
+                }
+                Action::Skip(reason) => {
+                    if !lead.can_text() && !lead.can_email() && !lead.can_call() {
+                        blocked_leads.push(lead.id);
+                    }
+                    result.reason = Some(reason);
+                    report.skipped += 1;
+                }
+                Action::Fail(reason) => {
+                    result.status = TouchStatus::Failed;
+                    result.reason = Some(reason);
+                }
+                Action::Hold { due, reason } => {
+                    holds.push((t.id, due, reason));
+                    continue;
+                }
+            }
+            results.push(result);
+        }
+
+        // 3. record
+        let mut tx = e.store.write().await?;
+        tx.touches_record(&results, now).await?;
+        for m in &outbox {
+            tx.outbox_insert(m, now).await?;
+        }
+        for r in &results {
+            let detail = match (r.status, r.sent_channel) {
+                (TouchStatus::Sent, Some(ch)) => format!(
+                    "{} sent{}",
+                    capital(ch.as_str()),
+                    if e.channel.name() == "outbox" {
+                        " to the outbox (not delivered)"
+                    } else {
+                        ""
+                    }
+                ),
+                (s, _) => format!("Touch {s}: {}", r.reason.clone().unwrap_or_default()),
+            };
+            tx.activity_insert(&NewActivity {
+                lead_id: r.lead_id,
+                kind: format!("touch_{}", r.status),
+                detail,
+                data: Some(serde_json::json!({"touch_id": r.touch_id, "subject": r.subject, "body": r.content})),
+                actor_id: None,
+                at: now,
+            })
+            .await?;
+        }
+        for (touch_id, task, channel) in &tasks {
+            let id = tx.task_insert(task, now).await?;
+            tx.touch_set_task(*touch_id, id).await?;
+            if let (Some(user_id), Some(lead)) = (task.assignee_id, leads.get(&task.lead_id)) {
+                let what = match channel {
+                    Channel::Video => "record and send a personal video",
+                    Channel::Call => "call",
+                    _ => "follow up",
+                };
+                notify_user(
+                    tx.as_mut(),
+                    user_id,
+                    lead,
+                    EventKind::TaskDue,
+                    task.kind.as_str(),
+                    &format!("Time to {what}: {}", lead.full_name()),
+                    now,
+                    &mut fx,
+                )
+                .await?;
+            }
+        }
+        for (id, due, reason) in &holds {
+            tx.touch_reschedule(*id, *due, reason).await?;
+        }
+        blocked_leads.sort_unstable();
+        blocked_leads.dedup();
+        for lead_id in &blocked_leads {
+            if stop_all(tx.as_mut(), *lead_id, "every channel is blocked", now).await? > 0 {
+                tx.activity_insert(&NewActivity {
+                    lead_id: *lead_id,
+                    kind: "plans_left".into(),
+                    detail: "Every channel is blocked (opted out, do-not-call or bad contact details): the lead left its plans".into(),
+                    data: None,
+                    actor_id: None,
+                    at: now,
+                })
+                .await?;
+            }
+        }
+        let enrollment_ids: Vec<i64> = claimed
+            .iter()
+            .map(|t| t.enrollment_id)
+            .collect::<HashSet<_>>()
+            .into_iter()
+            .collect();
+        settle_enrollments(tx.as_mut(), &team, &enrollment_ids, now).await?;
+        tx.leads_refresh_next(&lead_ids).await?;
+        tx.commit().await?;
+        e.apply_effects(fx);
+        Ok(report)
+    }
+
+    /// Call tasks on hot leads overdue past the team's threshold notify the admins (SPEC §5.6).
+    async fn escalate(&self, now: Millis) -> Result<()> {
+        let e = &self.engine;
+        let mut tx = e.store.write().await?;
+        let Some(team) = tx.team().await? else {
+            return Ok(());
+        };
+        let overdue = tx.tasks_to_escalate(now, team.escalation_minutes).await?;
+        if overdue.is_empty() {
+            return Ok(());
+        }
+        let admins: Vec<i64> = tx
+            .users()
+            .await?
+            .into_iter()
+            .filter(|u| u.active && u.role == Role::Admin)
+            .map(|u| u.id)
+            .collect();
+        let mut fx = Effects::default();
+        for t in overdue {
+            tx.task_mark_escalated(t.id, now).await?;
+            let Some(lead) = tx.lead(t.lead_id).await? else {
+                continue;
+            };
+            let mins = (now - t.due_at) / 60_000;
+            for a in &admins {
+                notify_user(
+                    tx.as_mut(),
+                    *a,
+                    &lead,
+                    EventKind::Escalation,
+                    "overdue_call",
+                    &format!(
+                        "Call to hot lead {} is {mins} minutes overdue",
+                        lead.full_name()
+                    ),
+                    now,
+                    &mut fx,
+                )
+                .await?;
+            }
+        }
+        tx.commit().await?;
+        e.apply_effects(fx);
+        Ok(())
+    }
+}
+
+fn capital(s: &str) -> String {
+    let mut c = s.chars();
+    c.next()
+        .map(|f| f.to_uppercase().collect::<String>() + c.as_str())
+        .unwrap_or_default()
+}
+
+/// What the plan file says about a claimed touch's step beyond its channel and template.
+#[derive(Default)]
+struct StepExtra {
+    fallback: Option<(Channel, String)>,
+    unless_answered: bool,
+}
+
+async fn step_extras(tx: &mut dyn Tx, touches: &[Touch]) -> Result<HashMap<i64, StepExtra>> {
+    let mut plans: HashMap<String, Option<relentless_core::plan::Plan>> = HashMap::new();
+    let mut out = HashMap::new();
+    for t in touches {
+        if !plans.contains_key(&t.plan) {
+            let p = tx
+                .plan(&t.plan)
+                .await?
+                .and_then(|r| relentless_core::plan::Plan::from_toml(&r.source).ok());
+            plans.insert(t.plan.clone(), p);
+        }
+        if let Some(step) = plans
+            .get(&t.plan)
+            .and_then(|p| p.as_ref())
+            .and_then(|p| p.steps.get(t.step as usize))
+        {
+            out.insert(
+                t.id,
+                StepExtra {
+                    fallback: step
+                        .fallback
+                        .as_ref()
+                        .map(|f| (f.channel, f.template.clone())),
+                    unless_answered: step.unless_answered,
+                },
+            );
+        }
+    }
+    Ok(out)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn decide(
+    team: &TeamCtx,
+    t: &Touch,
+    lead: &Lead,
+    agent: Option<&User>,
+    enrollment: Option<&Enrollment>,
+    templates: &HashMap<String, Option<TemplateRow>>,
+    extra: Option<&StepExtra>,
+    now: Millis,
+) -> Action {
+    let fallback = extra.and_then(|x| x.fallback.as_ref());
+    if let Some(en) = enrollment {
+        if en.state != EnrollmentState::Active {
+            return Action::Skip(format!("the plan is {}", en.state));
+        }
+        if lead.answered_at.is_some_and(|a| a >= en.started_at)
+            && extra.is_some_and(|x| x.unless_answered)
+        {
+            return Action::Skip("the lead has answered".into());
+        }
+    }
+    let mut channel = if t.channel == Channel::Preferred {
+        resolve_preferred(lead)
+    } else {
+        t.channel
+    };
+    let mut template_slug = t.template.as_str();
+    if let Some(why) = blocked_reason(lead, channel) {
+        match fallback {
+            Some((fc, fslug)) if blocked_reason(lead, *fc).is_none() => {
+                channel = *fc;
+                template_slug = fslug;
+            }
+            _ => return Action::Skip(format!("{channel} skipped: {why}")),
+        }
+    }
+    // The window is checked again at send time: a touch claimed late (the server was down
+    // overnight) waits for the next opening instead of going out at night.
+    if channel.is_windowed() {
+        let tz = lead_tz(lead);
+        let rules = team.rules.for_region(lead.region.as_deref());
+        if !is_open(ts(now), &tz, &rules) {
+            let due = next_open(ts(now), &tz, &rules).as_millisecond();
+            return Action::Hold {
+                due,
+                reason: "held for the sending window (lead's local time)".into(),
+            };
+        }
+    }
+    let Some(Some(tpl)) = templates.get(template_slug) else {
+        return Action::Fail(format!("the template '{template_slug}' does not exist"));
+    };
+    let ctx = merge_context(team, lead, agent);
+    let render = |s: &str| {
+        template::render(s, &ctx, false).map_err(|e| {
+            format!(
+                "template '{template_slug}' could not be rendered: {}",
+                e.message
+            )
+        })
+    };
+    let body = match render(&tpl.body) {
+        Ok(b) => b,
+        Err(m) => return Action::Fail(m),
+    };
+    match channel {
+        Channel::Text | Channel::Email => {
+            let subject = match (&tpl.subject, channel) {
+                (Some(s), Channel::Email) => match render(s) {
+                    Ok(s) => Some(s),
+                    Err(m) => return Action::Fail(m),
+                },
+                (None, Channel::Email) => Some(format!("A note from {}", ctx.agent.name)),
+                _ => None,
+            };
+            let (to, body) = if channel == Channel::Email {
+                let footer = format!("\n\n--\n{}\n{}", team.team.name, team.team.postal_address);
+                (
+                    lead.email.clone().unwrap_or_default(),
+                    format!("{body}{footer}"),
+                )
+            } else {
+                (lead.phone.clone().unwrap_or_default(), body)
+            };
+            Action::Send {
+                msg: Message {
+                    touch_id: Some(t.id),
+                    lead_id: lead.id,
+                    channel,
+                    to,
+                    subject,
+                    body,
+                },
+                channel,
+            }
+        }
+        _ => {
+            let voicemail = tpl.voicemail.as_deref().and_then(|v| render(v).ok());
+            Action::Task {
+                task: NewTask {
+                    lead_id: lead.id,
+                    touch_id: Some(t.id),
+                    assignee_id: lead.assigned_to,
+                    kind: channel.task_kind(),
+                    due_at: t.due_at,
+                    script: body,
+                    voicemail,
+                },
+                channel,
+            }
+        }
+    }
+}

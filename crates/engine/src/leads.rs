@@ -1,0 +1,1315 @@
+//! Leads: intake with merge, enrollment in plans, answers (SPEC §5.3), activities, erasure
+//! (SPEC §5.8). Every operation here is one transaction.
+
+use crate::error::{Errors, FieldError};
+use crate::{Engine, Error, Result, TeamCtx, load_plan, now_ms, team_ctx, ts};
+use relentless_core::plan::Plan;
+use relentless_core::rules::suppression_hash;
+use relentless_core::schedule::{self, PlanContext, next_open};
+use relentless_core::types::*;
+use relentless_core::validate;
+use relentless_store::*;
+use serde_json::{Map, Value};
+
+/// Where a lead came from: decides which plans start (SPEC §4).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Origin {
+    /// API, intake webhook or inbound text: `speed-to-lead` then the level's plan.
+    Api,
+    /// CSV import: no plan unless one is named.
+    Import,
+    /// Demo data: plans start in the past.
+    Demo,
+}
+
+/// A lead as a client sends it: every field optional (a PATCH sends only what changes).
+#[derive(Debug, Clone, Default)]
+pub struct LeadInput {
+    pub first_name: Option<String>,
+    pub last_name: Option<String>,
+    pub name: Option<String>,
+    pub email: Option<Option<String>>,
+    pub phone: Option<Option<String>>,
+    pub timezone: Option<String>,
+    pub region: Option<Option<String>>,
+    pub source: Option<String>,
+    pub level: Option<String>,
+    pub stage: Option<String>,
+    pub preferred_channel: Option<Option<String>>,
+    pub assigned_to: Option<String>,
+    pub external_id: Option<Option<String>>,
+    pub tags: Option<Vec<String>>,
+    pub notes: Option<String>,
+    pub property_address: Option<String>,
+    pub sms_opt_out: Option<bool>,
+    pub email_opt_out: Option<bool>,
+    pub do_not_call: Option<bool>,
+    /// Fields that were of the wrong type or unknown, reported with the rest.
+    pub parse_errors: Vec<FieldError>,
+}
+
+fn opt_string(errs: &mut Errors, m: &Map<String, Value>, k: &str) -> Option<Option<String>> {
+    match m.get(k) {
+        None => None,
+        Some(Value::Null) => Some(None),
+        Some(Value::String(s)) if s.trim().is_empty() => Some(None),
+        Some(Value::String(s)) => Some(Some(s.clone())),
+        Some(Value::Number(n)) if k == "assigned_to" || k == "external_id" || k == "phone" => {
+            Some(Some(n.to_string()))
+        }
+        Some(other) => {
+            errs.add(k, format!("must be a string, not {}", kind_of(other)));
+            None
+        }
+    }
+}
+
+fn kind_of(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "a list",
+        Value::Object(_) => "an object",
+    }
+}
+
+const LEAD_FIELDS: &[&str] = &[
+    "first_name",
+    "last_name",
+    "name",
+    "email",
+    "phone",
+    "timezone",
+    "region",
+    "source",
+    "level",
+    "stage",
+    "preferred_channel",
+    "assigned_to",
+    "external_id",
+    "tags",
+    "notes",
+    "property_address",
+    "sms_opt_out",
+    "email_opt_out",
+    "do_not_call",
+];
+/// Fields of the lead's JSON that a client may echo back but cannot set.
+const READ_ONLY: &[&str] = &[
+    "id",
+    "attempts",
+    "created_at",
+    "next_touch_at",
+    "enrollments",
+    "merged",
+    "updated_at",
+];
+
+impl LeadInput {
+    /// Reads a JSON object, naming every field of the wrong type or unknown.
+    pub fn from_json(v: &Value) -> Result<LeadInput> {
+        let Value::Object(m) = v else {
+            return Err(Error::field(
+                "body",
+                format!("must be a JSON object, not {}", kind_of(v)),
+            ));
+        };
+        let mut errs = Errors::default();
+        for k in m.keys() {
+            if !LEAD_FIELDS.contains(&k.as_str()) && !READ_ONLY.contains(&k.as_str()) {
+                errs.add(k, "is not a field of a lead");
+            }
+        }
+        let s = |errs: &mut Errors, k: &str| opt_string(errs, m, k).map(|o| o.unwrap_or_default());
+        let b = |errs: &mut Errors, k: &str| match m.get(k) {
+            None | Some(Value::Null) => None,
+            Some(Value::Bool(b)) => Some(*b),
+            Some(other) => {
+                errs.add(k, format!("must be true or false, not {}", kind_of(other)));
+                None
+            }
+        };
+        let tags = match m.get("tags") {
+            None | Some(Value::Null) => None,
+            Some(Value::Array(a)) => {
+                let mut out = Vec::new();
+                for (i, t) in a.iter().enumerate() {
+                    match t {
+                        Value::String(s) => out.push(s.clone()),
+                        other => errs.add(
+                            &format!("tags[{i}]"),
+                            format!("must be a string, not {}", kind_of(other)),
+                        ),
+                    }
+                }
+                Some(out)
+            }
+            Some(Value::String(s)) => Some(
+                s.split(',')
+                    .map(|t| t.trim().to_string())
+                    .filter(|t| !t.is_empty())
+                    .collect(),
+            ),
+            Some(other) => {
+                errs.add(
+                    "tags",
+                    format!("must be a list of strings, not {}", kind_of(other)),
+                );
+                None
+            }
+        };
+        let input = LeadInput {
+            first_name: s(&mut errs, "first_name"),
+            last_name: s(&mut errs, "last_name"),
+            name: s(&mut errs, "name"),
+            email: opt_string(&mut errs, m, "email"),
+            phone: opt_string(&mut errs, m, "phone"),
+            timezone: s(&mut errs, "timezone"),
+            region: opt_string(&mut errs, m, "region"),
+            source: s(&mut errs, "source"),
+            level: s(&mut errs, "level"),
+            stage: s(&mut errs, "stage"),
+            preferred_channel: opt_string(&mut errs, m, "preferred_channel"),
+            assigned_to: s(&mut errs, "assigned_to"),
+            external_id: opt_string(&mut errs, m, "external_id"),
+            tags,
+            notes: s(&mut errs, "notes"),
+            property_address: s(&mut errs, "property_address"),
+            sms_opt_out: b(&mut errs, "sms_opt_out"),
+            email_opt_out: b(&mut errs, "email_opt_out"),
+            do_not_call: b(&mut errs, "do_not_call"),
+            parse_errors: vec![],
+        };
+        Ok(LeadInput {
+            parse_errors: errs.0,
+            ..input
+        })
+    }
+}
+
+/// Splits "Jordan Rivera" into first and last name.
+fn split_name(full: &str) -> (String, String) {
+    let full = full.trim();
+    match full.rsplit_once(' ') {
+        Some((f, l)) => (f.trim().to_string(), l.trim().to_string()),
+        None => (full.to_string(), String::new()),
+    }
+}
+
+/// Applies input onto a lead (new or existing), validating every field; all errors at once.
+async fn apply_input(
+    tx: &mut dyn Tx,
+    team: &TeamCtx,
+    lead: &mut Lead,
+    input: &LeadInput,
+    creating: bool,
+) -> Result<()> {
+    let mut errs = Errors(input.parse_errors.clone());
+    if let Some(n) = &input.name {
+        if input.first_name.is_none() && input.last_name.is_none() {
+            if let Some(n) = errs.check("name", validate::name(n)) {
+                (lead.first_name, lead.last_name) = split_name(&n);
+            }
+        }
+    }
+    if let Some(v) = &input.first_name {
+        if let Some(v) = errs.check("first_name", validate::name(v)) {
+            lead.first_name = v;
+        }
+    }
+    if let Some(v) = &input.last_name {
+        if let Some(v) = errs.check("last_name", validate::name(v)) {
+            lead.last_name = v;
+        }
+    }
+    if let Some(v) = &input.email {
+        lead.email = match v {
+            None => None,
+            Some(e) => errs.check("email", validate::email(e)),
+        };
+    }
+    let mut phone_changed = false;
+    if let Some(v) = &input.phone {
+        phone_changed = true;
+        lead.phone = match v {
+            None => None,
+            Some(p) => errs.check("phone", validate::phone(p, &team.team.country)),
+        };
+        lead.phone_bad = false;
+    }
+    match &input.timezone {
+        Some(tz) if !tz.is_empty() => {
+            if errs.check("timezone", validate::timezone(tz)).is_some() {
+                lead.timezone = tz.trim().to_string();
+            }
+        }
+        _ if creating || (phone_changed && input.timezone.is_none()) => {
+            // Explicit zone, else the one zone the phone number's prefix maps to, else the team's.
+            lead.timezone = lead
+                .phone
+                .as_deref()
+                .and_then(validate::timezone_for_phone)
+                .map(str::to_string)
+                .unwrap_or_else(|| {
+                    if creating {
+                        team.team.timezone.clone()
+                    } else {
+                        lead.timezone.clone()
+                    }
+                });
+        }
+        _ => {}
+    }
+    if let Some(v) = &input.region {
+        lead.region = match v {
+            None => None,
+            Some(r) => Some(r.trim().to_ascii_uppercase()).filter(|r| {
+                r.len() <= 10 && r.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+            }),
+        };
+        if v.is_some() && lead.region.is_none() {
+            errs.add("region", "must be a state or province code like TX");
+        }
+    }
+    if let Some(v) = &input.source {
+        if v.len() > 200 {
+            errs.add("source", "must be at most 200 characters");
+        } else {
+            lead.source = v.trim().to_string();
+        }
+    }
+    if let Some(v) = &input.level {
+        if let Some(l) = errs.check("level", v.parse::<Level>().map_err(|e| e.to_string())) {
+            lead.level = l;
+        }
+    }
+    if let Some(v) = &input.stage {
+        if let Some(s) = errs.check("stage", v.parse::<Stage>().map_err(|e| e.to_string())) {
+            lead.stage = s;
+        }
+    }
+    if let Some(v) = &input.preferred_channel {
+        lead.preferred_channel = match v {
+            None => None,
+            Some(c) => match c.parse::<Channel>() {
+                Ok(c) if c.is_lead_preference() => Some(c.as_str().to_string()),
+                _ => {
+                    errs.add(
+                        "preferred_channel",
+                        format!("'{c}' is not one of: call text email video"),
+                    );
+                    None
+                }
+            },
+        };
+    }
+    if let Some(v) = &input.assigned_to {
+        match find_user(tx, v).await? {
+            Some(u) if u.active => lead.assigned_to = Some(u.id),
+            Some(_) => errs.add("assigned_to", format!("{v} is deactivated")),
+            None => errs.add("assigned_to", format!("no user '{v}'")),
+        }
+    }
+    if let Some(v) = &input.external_id {
+        lead.external_id = v.as_ref().map(|s| s.trim().to_string());
+        if lead.external_id.as_ref().is_some_and(|s| s.len() > 200) {
+            errs.add("external_id", "must be at most 200 characters");
+        }
+    }
+    if let Some(tags) = &input.tags {
+        if tags.len() > 50 || tags.iter().any(|t| t.len() > 100) {
+            errs.add("tags", "at most 50 tags of at most 100 characters");
+        } else {
+            lead.tags = tags
+                .iter()
+                .map(|t| t.trim().to_string())
+                .filter(|t| !t.is_empty())
+                .collect();
+        }
+    }
+    if let Some(v) = &input.notes {
+        if v.len() > 20_000 {
+            errs.add("notes", "must be at most 20000 characters");
+        } else {
+            lead.notes = v.clone();
+        }
+    }
+    if let Some(v) = &input.property_address {
+        lead.property_address = v.trim().chars().take(500).collect();
+    }
+    if let Some(v) = input.sms_opt_out {
+        lead.sms_opt_out = v;
+    }
+    if let Some(v) = input.email_opt_out {
+        lead.email_opt_out = v;
+    }
+    if let Some(v) = input.do_not_call {
+        lead.do_not_call = v;
+    }
+    if creating
+        && lead.email.is_none()
+        && lead.phone.is_none()
+        && errs
+            .0
+            .iter()
+            .all(|e| e.field != "email" && e.field != "phone")
+        && input.email.is_none()
+        && input.phone.is_none()
+    {
+        errs.add("email", "a lead needs an email or a phone");
+        errs.add("phone", "a lead needs an email or a phone");
+    }
+    errs.finish()
+}
+
+/// A user named by email or id.
+pub async fn find_user(tx: &mut dyn Tx, key: &str) -> Result<Option<User>> {
+    let key = key.trim();
+    if key.eq_ignore_ascii_case("me") {
+        return Ok(None);
+    }
+    if let Ok(id) = key.parse::<i64>() {
+        return Ok(tx.user(id).await?);
+    }
+    Ok(tx.user_by_email(key).await?)
+}
+
+/// The result of creating a lead.
+pub struct Created {
+    pub lead: Lead,
+    pub merged: bool,
+}
+
+/// What a change to leads should wake or tell.
+#[derive(Default)]
+pub(crate) struct Effects {
+    pub notifications: Vec<Notification>,
+    pub wake: bool,
+}
+
+impl Engine {
+    pub(crate) fn apply_effects(&self, fx: Effects) {
+        for n in fx.notifications {
+            self.bus.publish(n);
+        }
+        if fx.wake {
+            self.wake.notify_one();
+        }
+    }
+
+    /// Creates a lead, or merges it into the lead with the same external id, email or phone.
+    /// A new lead starts `speed-to-lead` and its level's plan (or `plan` instead of the
+    /// level's plan); an import starts only `plan`. A merge counts as engagement (SPEC §4).
+    pub async fn create_lead(
+        &self,
+        actor: Option<&User>,
+        input: LeadInput,
+        origin: Origin,
+        plan: Option<&str>,
+    ) -> Result<Created> {
+        let now = now_ms();
+        let mut tx = self.store.write().await?;
+        let team = team_ctx(tx.as_mut()).await?;
+        let mut lead = blank_lead(&team, now);
+        apply_input(tx.as_mut(), &team, &mut lead, &input, true).await?;
+        if let Some(p) = plan {
+            if tx.plan(p).await?.is_none() {
+                return Err(Error::field("plan", format!("there is no plan '{p}'")));
+            }
+        }
+        let email_key = lead.email.as_ref().map(|e| e.to_lowercase());
+        let mut fx = Effects::default();
+        if let Some(mut existing) = tx
+            .lead_match(
+                lead.external_id.as_deref(),
+                email_key.as_deref(),
+                lead.phone.as_deref(),
+            )
+            .await?
+        {
+            merge_into(&mut existing, &lead, &input);
+            existing.updated_at = now;
+            tx.lead_save(&existing).await?;
+            tx.activity_insert(&NewActivity {
+                lead_id: existing.id,
+                kind: "inquiry".into(),
+                detail: format!(
+                    "Inquired again{}",
+                    if lead.source.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" via {}", lead.source)
+                    }
+                ),
+                data: None,
+                actor_id: actor.map(|a| a.id),
+                at: now,
+            })
+            .await?;
+            if origin != Origin::Import {
+                engagement(
+                    tx.as_mut(),
+                    &team,
+                    &mut existing,
+                    "inquiry",
+                    "inquired again",
+                    now,
+                    &mut fx,
+                )
+                .await?;
+            }
+            let lead = tx.lead(existing.id).await?.ok_or(Error::NotFound)?;
+            tx.commit().await?;
+            self.apply_effects(fx);
+            return Ok(Created { lead, merged: true });
+        }
+        // Erased leads stay opted out (SPEC §5.8).
+        if let Some(p) = &lead.phone {
+            if tx.is_suppressed(&suppression_hash("phone", p)).await? {
+                lead.sms_opt_out = true;
+                lead.do_not_call = true;
+            }
+        }
+        if let Some(e) = &email_key {
+            if tx.is_suppressed(&suppression_hash("email", e)).await? {
+                lead.email_opt_out = true;
+            }
+        }
+        if lead.assigned_to.is_none() {
+            lead.assigned_to = assign(tx.as_mut(), actor).await?;
+        }
+        let id = tx.lead_insert(&lead).await?;
+        lead.id = id;
+        tx.activity_insert(&NewActivity {
+            lead_id: id,
+            kind: "created".into(),
+            detail: format!(
+                "Lead created{}",
+                if lead.source.is_empty() {
+                    String::new()
+                } else {
+                    format!(" from {}", lead.source)
+                }
+            ),
+            data: None,
+            actor_id: actor.map(|a| a.id),
+            at: now,
+        })
+        .await?;
+        let mut plans: Vec<String> = Vec::new();
+        match origin {
+            Origin::Api | Origin::Demo => {
+                plans.push("speed-to-lead".into());
+                plans.push(
+                    plan.map(str::to_string)
+                        .unwrap_or_else(|| lead.level.plan_slug().to_string()),
+                );
+            }
+            Origin::Import => plans.extend(plan.map(str::to_string)),
+        }
+        let started: Vec<&str> = plans.iter().map(String::as_str).collect();
+        for p in &plans {
+            enroll_in(tx.as_mut(), &team, &lead, p, now, None, &started).await?;
+        }
+        tx.leads_refresh_next(&[id]).await?;
+        let lead = tx.lead(id).await?.ok_or(Error::NotFound)?;
+        tx.commit().await?;
+        fx.wake = true;
+        self.apply_effects(fx);
+        metrics::counter!("relentless_leads_created_total").increment(1);
+        Ok(Created {
+            lead,
+            merged: false,
+        })
+    }
+
+    /// A lead the user may see: agents see their own, admins all; anything else is NotFound.
+    pub async fn lead_for(&self, user: &User, id: i64) -> Result<Lead> {
+        let mut tx = self.store.read().await?;
+        visible(tx.lead(id).await?, user)
+    }
+
+    /// PATCH: changes the given fields. A stage of client/closed/lost ends active plans.
+    pub async fn update_lead(&self, user: &User, id: i64, input: LeadInput) -> Result<Lead> {
+        let now = now_ms();
+        let mut tx = self.store.write().await?;
+        let team = team_ctx(tx.as_mut()).await?;
+        let mut lead = visible(tx.lead(id).await?, user)?;
+        let before = lead.clone();
+        if input.assigned_to.is_some() && user.role != Role::Admin {
+            return Err(Error::field(
+                "assigned_to",
+                "only an admin can reassign a lead",
+            ));
+        }
+        apply_input(tx.as_mut(), &team, &mut lead, &input, false).await?;
+        lead.updated_at = now;
+        tx.lead_save(&lead).await?;
+        let mut changes = Vec::new();
+        if before.stage != lead.stage {
+            changes.push(format!("stage {} → {}", before.stage, lead.stage));
+        }
+        if before.level != lead.level {
+            changes.push(format!("level {} → {}", before.level, lead.level));
+        }
+        for (name, was, is) in [
+            ("texts", before.sms_opt_out, lead.sms_opt_out),
+            ("emails", before.email_opt_out, lead.email_opt_out),
+            ("calls", before.do_not_call, lead.do_not_call),
+        ] {
+            if was != is {
+                changes.push(if is {
+                    format!("opted out of {name}")
+                } else {
+                    format!("opted back in to {name}")
+                });
+            }
+        }
+        if before.assigned_to != lead.assigned_to {
+            if let Some(to) = lead.assigned_to {
+                // Open tasks follow the lead.
+                sqlx_free_reassign_tasks(tx.as_mut(), lead.id, to).await?;
+            }
+            changes.push("reassigned".into());
+        }
+        if !changes.is_empty() {
+            tx.activity_insert(&NewActivity {
+                lead_id: id,
+                kind: "updated".into(),
+                detail: changes.join("; "),
+                data: None,
+                actor_id: Some(user.id),
+                at: now,
+            })
+            .await?;
+        }
+        if before.stage != lead.stage
+            && matches!(lead.stage, Stage::Client | Stage::Closed | Stage::Lost)
+        {
+            stop_all(tx.as_mut(), id, &format!("stage {}", lead.stage), now).await?;
+        }
+        tx.leads_refresh_next(&[id]).await?;
+        let lead = tx.lead(id).await?.ok_or(Error::NotFound)?;
+        tx.commit().await?;
+        self.wake.notify_one();
+        Ok(lead)
+    }
+
+    /// Erases a lead's personal data, keeping one-way hashes of its phone and email so a
+    /// re-submitted lead stays opted out (SPEC §5.8).
+    pub async fn erase_lead(&self, user: &User, id: i64) -> Result<()> {
+        let now = now_ms();
+        let mut tx = self.store.write().await?;
+        let lead = visible(tx.lead(id).await?, user)?;
+        if let Some(p) = &lead.phone {
+            tx.suppress(&suppression_hash("phone", p), "phone", now)
+                .await?;
+        }
+        if let Some(e) = &lead.email {
+            tx.suppress(&suppression_hash("email", &e.to_lowercase()), "email", now)
+                .await?;
+        }
+        tx.lead_delete(id).await?;
+        tx.commit().await?;
+        self.wake.notify_one();
+        Ok(())
+    }
+
+    /// Starts a plan for a lead now.
+    pub async fn enroll(&self, user: &User, lead_id: i64, plan: &str) -> Result<Enrollment> {
+        let now = now_ms();
+        let mut tx = self.store.write().await?;
+        let team = team_ctx(tx.as_mut()).await?;
+        let lead = visible(tx.lead(lead_id).await?, user)?;
+        if tx
+            .enrollments(lead_id)
+            .await?
+            .iter()
+            .any(|e| e.plan == plan && e.state == EnrollmentState::Active)
+        {
+            return Err(Error::Conflict(format!(
+                "the lead is already in the plan '{plan}'"
+            )));
+        }
+        let eid = enroll_in(tx.as_mut(), &team, &lead, plan, now, None, &[]).await?;
+        tx.leads_refresh_next(&[lead_id]).await?;
+        let e = tx
+            .enrollments(lead_id)
+            .await?
+            .into_iter()
+            .find(|e| e.id == eid)
+            .ok_or(Error::NotFound)?;
+        tx.commit().await?;
+        self.wake.notify_one();
+        Ok(e)
+    }
+
+    /// Stops a plan for a lead; its scheduled touches are cancelled.
+    pub async fn unenroll(&self, user: &User, lead_id: i64, plan: &str) -> Result<()> {
+        let now = now_ms();
+        let mut tx = self.store.write().await?;
+        visible(tx.lead(lead_id).await?, user)?;
+        let active: Vec<Enrollment> = tx
+            .enrollments(lead_id)
+            .await?
+            .into_iter()
+            .filter(|e| e.plan == plan && e.state == EnrollmentState::Active)
+            .collect();
+        if active.is_empty() {
+            return Err(Error::NotFound);
+        }
+        for e in active {
+            tx.enrollment_cancel_touches(e.id, "stopped by the agent", now)
+                .await?;
+            tx.enrollment_end(
+                e.id,
+                EnrollmentState::Stopped,
+                Some("stopped by the agent"),
+                now,
+            )
+            .await?;
+            tx.activity_insert(&NewActivity {
+                lead_id,
+                kind: "plan_stopped".into(),
+                detail: format!("Plan {plan} stopped"),
+                data: None,
+                actor_id: Some(user.id),
+                at: now,
+            })
+            .await?;
+        }
+        tx.leads_refresh_next(&[lead_id]).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// The agent logs a call, a meeting or a note. A call is an attempt; `connected` is an
+    /// answer (SPEC §5.3). A meeting starts `meeting-follow-up` from its time.
+    pub async fn log_activity(
+        &self,
+        user: &User,
+        lead_id: i64,
+        a: ActivityInput,
+    ) -> Result<Activity> {
+        let now = now_ms();
+        let at = a.at.unwrap_or(now);
+        let mut tx = self.store.write().await?;
+        let team = team_ctx(tx.as_mut()).await?;
+        let mut lead = visible(tx.lead(lead_id).await?, user)?;
+        let mut fx = Effects::default();
+        let detail = match a.kind {
+            ActivityKind::Call => {
+                let outcome = a.outcome.unwrap_or(Outcome::Done);
+                count_attempt(&mut lead, at, true);
+                if outcome == Outcome::BadNumber {
+                    lead.phone_bad = true;
+                }
+                lead.updated_at = now;
+                tx.lead_save(&lead).await?;
+                format!("Call logged: {}", outcome.as_str().replace('_', " "))
+            }
+            ActivityKind::Meeting => "Meeting".to_string(),
+            ActivityKind::Note => "Note".to_string(),
+        };
+        let id = tx
+            .activity_insert(&NewActivity {
+                lead_id,
+                kind: a.kind.as_str().into(),
+                detail: match &a.note {
+                    Some(n) if !n.is_empty() => format!("{detail}: {n}"),
+                    _ => detail,
+                },
+                data: Some(serde_json::json!({"outcome": a.outcome.map(|o| o.as_str()), "promised_reply_by": a.promised_reply_by.map(|p| ts(p).to_string())})),
+                actor_id: Some(user.id),
+                at,
+            })
+            .await?;
+        match a.kind {
+            ActivityKind::Call if a.outcome == Some(Outcome::Connected) => {
+                answer(
+                    tx.as_mut(),
+                    &team,
+                    &mut lead,
+                    Channel::Call,
+                    "Connected on a call",
+                    at.max(now),
+                    &mut fx,
+                )
+                .await?;
+            }
+            ActivityKind::Meeting => {
+                // A lead you have met gets the meeting follow-up, not more "just checking in".
+                stop_all(tx.as_mut(), lead_id, "meeting", now).await?;
+                let mut lead = tx.lead(lead_id).await?.ok_or(Error::NotFound)?;
+                if matches!(
+                    lead.stage,
+                    Stage::New | Stage::Attempting | Stage::Contacted
+                ) {
+                    lead.stage = Stage::Appointment;
+                }
+                lead.updated_at = now;
+                tx.lead_save(&lead).await?;
+                enroll_in(
+                    tx.as_mut(),
+                    &team,
+                    &lead,
+                    "meeting-follow-up",
+                    at,
+                    a.promised_reply_by,
+                    &[],
+                )
+                .await?;
+            }
+            _ => {}
+        }
+        tx.leads_refresh_next(&[lead_id]).await?;
+        let act = tx
+            .timeline(lead_id, Some(id + 1), 1)
+            .await?
+            .into_iter()
+            .next()
+            .ok_or(Error::NotFound)?;
+        tx.commit().await?;
+        fx.wake = true;
+        self.apply_effects(fx);
+        Ok(act)
+    }
+
+    /// An answer from the lead arrived (inbound text or email): SPEC §5.3.
+    pub async fn record_reply(&self, lead_id: i64, channel: Channel, detail: &str) -> Result<()> {
+        let now = now_ms();
+        let mut tx = self.store.write().await?;
+        let team = team_ctx(tx.as_mut()).await?;
+        let mut lead = tx.lead(lead_id).await?.ok_or(Error::NotFound)?;
+        let mut fx = Effects::default();
+        tx.activity_insert(&NewActivity {
+            lead_id,
+            kind: "reply".into(),
+            detail: detail.to_string(),
+            data: None,
+            actor_id: None,
+            at: now,
+        })
+        .await?;
+        answer(tx.as_mut(), &team, &mut lead, channel, detail, now, &mut fx).await?;
+        tx.leads_refresh_next(&[lead_id]).await?;
+        tx.commit().await?;
+        self.apply_effects(fx);
+        Ok(())
+    }
+
+    /// An open, click or video view by a person (SPEC §5.5).
+    pub async fn record_engagement(&self, lead_id: i64, kind: &str, detail: &str) -> Result<()> {
+        let now = now_ms();
+        let mut tx = self.store.write().await?;
+        let team = team_ctx(tx.as_mut()).await?;
+        let mut lead = tx.lead(lead_id).await?.ok_or(Error::NotFound)?;
+        let mut fx = Effects::default();
+        tx.activity_insert(&NewActivity {
+            lead_id,
+            kind: kind.into(),
+            detail: detail.to_string(),
+            data: None,
+            actor_id: None,
+            at: now,
+        })
+        .await?;
+        engagement(tx.as_mut(), &team, &mut lead, kind, detail, now, &mut fx).await?;
+        tx.commit().await?;
+        self.apply_effects(fx);
+        Ok(())
+    }
+}
+
+/// An activity the agent logs.
+#[derive(Debug, Clone)]
+pub struct ActivityInput {
+    pub kind: ActivityKind,
+    pub outcome: Option<Outcome>,
+    pub note: Option<String>,
+    pub at: Option<Millis>,
+    pub promised_reply_by: Option<Millis>,
+}
+
+fn blank_lead(team: &TeamCtx, now: Millis) -> Lead {
+    Lead {
+        id: 0,
+        first_name: String::new(),
+        last_name: String::new(),
+        email: None,
+        phone: None,
+        timezone: team.team.timezone.clone(),
+        region: None,
+        source: String::new(),
+        level: Level::Warm,
+        stage: Stage::New,
+        preferred_channel: None,
+        assigned_to: None,
+        external_id: None,
+        tags: vec![],
+        notes: String::new(),
+        property_address: String::new(),
+        sms_opt_out: false,
+        email_opt_out: false,
+        do_not_call: false,
+        email_bad: false,
+        phone_bad: false,
+        attempts: 0,
+        first_attempt_at: None,
+        first_call_at: None,
+        answered_at: None,
+        answered_on: None,
+        attempts_at_answer: None,
+        last_touch_at: None,
+        next_touch_at: None,
+        created_at: now,
+        updated_at: now,
+    }
+}
+
+/// Fills what the existing lead lacks from the new submission; never drops what it had.
+fn merge_into(existing: &mut Lead, new: &Lead, input: &LeadInput) {
+    if existing.first_name.is_empty() {
+        existing.first_name = new.first_name.clone();
+    }
+    if existing.last_name.is_empty() {
+        existing.last_name = new.last_name.clone();
+    }
+    if existing.email.is_none() {
+        existing.email = new.email.clone();
+    }
+    if existing.phone.is_none() {
+        existing.phone = new.phone.clone();
+    }
+    if existing.external_id.is_none() {
+        existing.external_id = new.external_id.clone();
+    }
+    if existing.property_address.is_empty() {
+        existing.property_address = new.property_address.clone();
+    }
+    for t in &new.tags {
+        if !existing.tags.contains(t) {
+            existing.tags.push(t.clone());
+        }
+    }
+    if input.notes.as_ref().is_some_and(|n| !n.trim().is_empty())
+        && !existing.notes.contains(new.notes.trim())
+    {
+        existing.notes = if existing.notes.is_empty() {
+            new.notes.clone()
+        } else {
+            format!("{}\n\n{}", existing.notes, new.notes)
+        };
+    }
+}
+
+fn visible(lead: Option<Lead>, user: &User) -> Result<Lead> {
+    match lead {
+        Some(l) if user.role == Role::Admin || l.assigned_to == Some(user.id) => Ok(l),
+        _ => Err(Error::NotFound),
+    }
+}
+
+/// SPEC §6: the creating agent, else round-robin among active agents, else an admin.
+async fn assign(tx: &mut dyn Tx, actor: Option<&User>) -> Result<Option<i64>> {
+    if let Some(a) = actor {
+        if a.role == Role::Agent {
+            return Ok(Some(a.id));
+        }
+    }
+    let users = tx.users().await?;
+    let agents: Vec<&User> = users
+        .iter()
+        .filter(|u| u.active && u.role == Role::Agent)
+        .collect();
+    if agents.is_empty() {
+        return Ok(actor.map(|a| a.id).or_else(|| {
+            users
+                .iter()
+                .find(|u| u.active && u.role == Role::Admin)
+                .map(|u| u.id)
+        }));
+    }
+    let n = tx.round_robin_next().await?;
+    Ok(Some(
+        agents[(n.rem_euclid(agents.len() as i64)) as usize].id,
+    ))
+}
+
+async fn sqlx_free_reassign_tasks(tx: &mut dyn Tx, lead_id: i64, to: i64) -> Result<()> {
+    let open = tx
+        .tasks(&TaskFilter {
+            lead_id: Some(lead_id),
+            status: Some(TaskStatus::Open),
+            limit: 10_000,
+            ..Default::default()
+        })
+        .await?;
+    if open.is_empty() {
+        return Ok(());
+    }
+    // Reuse the bulk move only for this lead's tasks: update each.
+    for t in open {
+        if t.assignee_id != Some(to) {
+            crate::tasks::set_assignee(tx, t.id, to).await?;
+        }
+    }
+    Ok(())
+}
+
+pub(crate) fn lead_tz(lead: &Lead) -> jiff::tz::TimeZone {
+    jiff::tz::TimeZone::get(&lead.timezone).unwrap_or(jiff::tz::TimeZone::UTC)
+}
+
+/// "Now" for a task that means calling or texting the lead: the window's next opening when
+/// the lead's local time is outside it (SPEC §5.5).
+pub(crate) fn due_now_in_window(team: &TeamCtx, lead: &Lead, now: Millis) -> Millis {
+    let rules = team.rules.for_region(lead.region.as_deref());
+    next_open(ts(now), &lead_tz(lead), &rules).as_millisecond()
+}
+
+/// Enrolls a lead in a plan starting at `start`, writing every touch.
+pub(crate) async fn enroll_in(
+    tx: &mut dyn Tx,
+    team: &TeamCtx,
+    lead: &Lead,
+    slug: &str,
+    start: Millis,
+    promised: Option<Millis>,
+    started_with: &[&str],
+) -> Result<i64> {
+    let (plan, version) = load_plan(tx, slug).await?;
+    let touches = plan_for(&plan, team, lead, start, promised, started_with);
+    let id = tx
+        .enrollment_insert(lead.id, slug, version, start, &touches)
+        .await?;
+    tx.activity_insert(&NewActivity {
+        lead_id: lead.id,
+        kind: "plan_started".into(),
+        detail: format!(
+            "Plan {} started ({} touches)",
+            plan.spec.name,
+            touches.len()
+        ),
+        data: Some(serde_json::json!({"plan": slug})),
+        actor_id: None,
+        at: start,
+    })
+    .await?;
+    Ok(id)
+}
+
+/// The touches of a plan for a lead, in the lead's zone and sending window.
+pub fn plan_for(
+    plan: &Plan,
+    team: &TeamCtx,
+    lead: &Lead,
+    start: Millis,
+    promised: Option<Millis>,
+    started_with: &[&str],
+) -> Vec<NewTouch> {
+    let tz = lead_tz(lead);
+    let rules = team.rules.for_region(lead.region.as_deref());
+    let ctx = PlanContext {
+        start: ts(start),
+        tz: &tz,
+        rules: &rules,
+        promised: promised.map(ts),
+        started_with,
+    };
+    schedule::plan_touches(plan, &ctx)
+        .into_iter()
+        .map(|p| {
+            let reason = p.moved().then(|| {
+                format!(
+                    "moved into the sending window: planned for {} lead's time, due {}",
+                    p.planned_at
+                        .to_zoned_datetime(tz.clone())
+                        .strftime("%a %b %-d %H:%M"),
+                    p.due_at
+                        .to_zoned_datetime(tz.clone())
+                        .strftime("%a %b %-d %H:%M")
+                )
+            });
+            NewTouch {
+                step: p.step as i64,
+                channel: p.channel,
+                template: p.template,
+                planned_at: p.planned_at.as_millisecond(),
+                due_at: p.due_at.as_millisecond(),
+                reason,
+            }
+        })
+        .collect()
+}
+
+/// Ends every active enrollment of a lead.
+pub(crate) async fn stop_all(
+    tx: &mut dyn Tx,
+    lead_id: i64,
+    reason: &str,
+    now: Millis,
+) -> Result<u64> {
+    let mut n = 0;
+    for e in tx.enrollments(lead_id).await? {
+        if e.state == EnrollmentState::Active || e.state == EnrollmentState::Paused {
+            n += tx.enrollment_cancel_touches(e.id, reason, now).await?;
+            tx.enrollment_end(e.id, EnrollmentState::Stopped, Some(reason), now)
+                .await?;
+        }
+    }
+    Ok(n)
+}
+
+pub(crate) fn count_attempt(lead: &mut Lead, at: Millis, call: bool) {
+    lead.attempts += 1;
+    lead.last_touch_at = Some(at);
+    lead.first_attempt_at.get_or_insert(at);
+    if call {
+        lead.first_call_at.get_or_insert(at);
+    }
+    if lead.stage == Stage::New {
+        lead.stage = Stage::Attempting;
+    }
+}
+
+/// Stop on answer (SPEC §5.3): every active plan stops (`replied`), stage `contacted`, the
+/// preferred channel is learned, and the agent gets a `reply` task due now.
+pub(crate) async fn answer(
+    tx: &mut dyn Tx,
+    team: &TeamCtx,
+    lead: &mut Lead,
+    channel: Channel,
+    detail: &str,
+    now: Millis,
+    fx: &mut Effects,
+) -> Result<()> {
+    stop_all(tx, lead.id, "replied", now).await?;
+    // Refresh: stop_all may have touched tasks, not the lead row.
+    if let Some(l) = tx.lead(lead.id).await? {
+        *lead = l;
+    }
+    if lead.answered_at.is_none() {
+        lead.answered_at = Some(now);
+        lead.answered_on = Some(channel.as_str().to_string());
+        lead.attempts_at_answer = Some(lead.attempts);
+        tx.touch_mark_answered(lead.id).await?;
+    }
+    if lead.preferred_channel.is_none() && channel.is_lead_preference() {
+        lead.preferred_channel = Some(channel.as_str().to_string());
+    }
+    if matches!(lead.stage, Stage::New | Stage::Attempting) {
+        lead.stage = Stage::Contacted;
+    }
+    lead.updated_at = now;
+    tx.lead_save(lead).await?;
+    let due = due_now_in_window(team, lead, now);
+    tx.task_insert(
+        &NewTask {
+            lead_id: lead.id,
+            touch_id: None,
+            assignee_id: lead.assigned_to,
+            kind: TaskKind::Reply,
+            due_at: due,
+            script: format!("{} answered by {}: {}", lead.full_name(), channel, detail),
+            voicemail: None,
+        },
+        now,
+    )
+    .await?;
+    notify(
+        tx,
+        lead,
+        EventKind::Reply,
+        channel.as_str(),
+        detail,
+        now,
+        fx,
+    )
+    .await?;
+    Ok(())
+}
+
+/// Engagement (SPEC §5.5): the agent is told at once, the lead becomes hot, and a call task is
+/// due now (at most one open engagement call per lead per hour).
+pub(crate) async fn engagement(
+    tx: &mut dyn Tx,
+    team: &TeamCtx,
+    lead: &mut Lead,
+    kind: &str,
+    detail: &str,
+    now: Millis,
+    fx: &mut Effects,
+) -> Result<()> {
+    if lead.level != Level::Hot {
+        lead.level = Level::Hot;
+        lead.updated_at = now;
+        tx.lead_save(lead).await?;
+    }
+    let recent = tx
+        .tasks(&TaskFilter {
+            lead_id: Some(lead.id),
+            status: Some(TaskStatus::Open),
+            limit: 100,
+            ..Default::default()
+        })
+        .await?
+        .into_iter()
+        .any(|t| {
+            t.kind == TaskKind::Call && t.touch_id.is_none() && t.created_at > now - 3_600_000
+        });
+    if !recent && lead.can_call() {
+        tx.task_insert(
+            &NewTask {
+                lead_id: lead.id,
+                touch_id: None,
+                assignee_id: lead.assigned_to,
+                kind: TaskKind::Call,
+                due_at: due_now_in_window(team, lead, now),
+                script: format!(
+                    "{} just {}. Call now while they are looking.",
+                    lead.full_name(),
+                    detail
+                ),
+                voicemail: None,
+            },
+            now,
+        )
+        .await?;
+    }
+    notify(tx, lead, EventKind::Engagement, kind, detail, now, fx).await
+}
+
+/// Stores a notification for the lead's agent and queues it for the live stream.
+pub(crate) async fn notify(
+    tx: &mut dyn Tx,
+    lead: &Lead,
+    event: EventKind,
+    kind: &str,
+    detail: &str,
+    now: Millis,
+    fx: &mut Effects,
+) -> Result<()> {
+    let Some(user_id) = lead.assigned_to else {
+        return Ok(());
+    };
+    notify_user(tx, user_id, lead, event, kind, detail, now, fx).await
+}
+
+#[allow(clippy::too_many_arguments)]
+pub(crate) async fn notify_user(
+    tx: &mut dyn Tx,
+    user_id: i64,
+    lead: &Lead,
+    event: EventKind,
+    kind: &str,
+    detail: &str,
+    now: Millis,
+    fx: &mut Effects,
+) -> Result<()> {
+    let n = NewNotification {
+        user_id,
+        event,
+        lead_id: Some(lead.id),
+        lead_name: lead.full_name(),
+        kind: kind.into(),
+        at: now,
+        detail: detail.into(),
+    };
+    let id = tx.notification_insert(&n).await?;
+    fx.notifications.push(Notification {
+        id,
+        user_id,
+        event: event.as_str().into(),
+        lead_id: n.lead_id,
+        lead_name: n.lead_name,
+        kind: n.kind,
+        at: now,
+        detail: n.detail,
+    });
+    Ok(())
+}
+
+/// After touches settle: enrollments with nothing left complete; a lead that finishes a plan
+/// without answering moves on (`on_complete_level`), and a lead whose plans ran out below 8
+/// attempts continues in `nurture` (SPEC §5.6).
+pub(crate) async fn settle_enrollments(
+    tx: &mut dyn Tx,
+    team: &TeamCtx,
+    enrollment_ids: &[i64],
+    now: Millis,
+) -> Result<()> {
+    for e in tx.enrollments_finished(enrollment_ids).await? {
+        tx.enrollment_end(e.id, EnrollmentState::Completed, None, now)
+            .await?;
+        let Some(mut lead) = tx.lead(e.lead_id).await? else {
+            continue;
+        };
+        if lead.answered_at.is_some() || e.plan == "nurture" {
+            continue;
+        }
+        let (plan, _) = match load_plan(tx, &e.plan).await {
+            Ok(p) => p,
+            Err(_) => continue,
+        };
+        let still_active = tx
+            .enrollments(lead.id)
+            .await?
+            .iter()
+            .any(|o| o.state == EnrollmentState::Active);
+        let reachable = lead.can_text() || lead.can_email() || lead.can_call();
+        let mut to_nurture = false;
+        if let Some(level) = plan.spec.on_complete_level {
+            if lead.level != level {
+                lead.level = level;
+                lead.updated_at = now;
+                tx.lead_save(&lead).await?;
+            }
+            to_nurture = level == Level::Nurture;
+        }
+        let below_floor = (lead.attempts as usize) < relentless_core::plan::ATTEMPT_FLOOR;
+        if !still_active && reachable && (to_nurture || below_floor) {
+            enroll_in(tx, team, &lead, "nurture", now, None, &[]).await?;
+            tx.activity_insert(&NewActivity {
+                lead_id: lead.id,
+                kind: "nurture".into(),
+                detail: if below_floor {
+                    format!(
+                        "{} finished with {} attempts, below 8: nurture continues",
+                        plan.spec.name, lead.attempts
+                    )
+                } else {
+                    format!(
+                        "{} finished without an answer: moved to nurture",
+                        plan.spec.name
+                    )
+                },
+                data: None,
+                actor_id: None,
+                at: now,
+            })
+            .await?;
+        }
+    }
+    Ok(())
+}
+
+/// Field errors as a list, for callers that report them elsewhere (CSV import).
+pub fn field_errors(e: &Error) -> Vec<FieldError> {
+    match e {
+        Error::Invalid(v) => v.clone(),
+        other => vec![FieldError::new("lead", other.to_string())],
+    }
+}
+
+impl Engine {
+    /// Checks a lead as `create_lead` would, writing nothing (`import --dry-run`).
+    pub async fn check_lead(&self, input: &LeadInput) -> Result<()> {
+        let mut tx = self.store.read().await?;
+        let team = team_ctx(tx.as_mut()).await?;
+        let mut lead = blank_lead(&team, now_ms());
+        apply_input(tx.as_mut(), &team, &mut lead, input, true).await
+    }
+}

@@ -1,0 +1,1122 @@
+//! The SQLite backend: one file, WAL, foreign keys on, one writer connection per process
+//! (so writers queue in-process instead of failing with SQLITE_BUSY) and a pool of readers.
+
+use crate::*;
+use async_trait::async_trait;
+use relentless_core::types::{EnrollmentState, TaskStatus, TouchStatus};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{QueryBuilder, Sqlite, SqlitePool, Transaction};
+use std::str::FromStr;
+use std::time::Duration;
+
+/// Builds SQL from trusted pieces (column lists, integer id lists); values are always bound.
+macro_rules! sql {
+    ($($t:tt)*) => { sqlx::AssertSqlSafe(format!($($t)*)) };
+}
+
+pub struct SqliteStore {
+    writer: SqlitePool,
+    reader: SqlitePool,
+}
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+
+impl SqliteStore {
+    /// Opens (creating if missing) the database at `url` (`sqlite://path` or `sqlite::memory:`
+    /// is not supported: every connection would get its own empty database).
+    pub async fn open(url: &str) -> Result<SqliteStore> {
+        let opts = SqliteConnectOptions::from_str(url)?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .foreign_keys(true)
+            .busy_timeout(Duration::from_secs(10))
+            .pragma("temp_store", "memory")
+            .pragma("cache_size", "-32000");
+        let writer = SqlitePoolOptions::new()
+            .max_connections(1)
+            .min_connections(1)
+            .acquire_timeout(Duration::from_secs(30))
+            .connect_with(opts.clone())
+            .await?;
+        let reader = SqlitePoolOptions::new()
+            .max_connections(4)
+            .acquire_timeout(Duration::from_secs(30))
+            .connect_with(opts.read_only(false))
+            .await?;
+        Ok(SqliteStore { writer, reader })
+    }
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn write(&self) -> Result<Box<dyn Tx>> {
+        // IMMEDIATE takes the write lock up front: no deadlock from upgrading a read later.
+        let tx = self.writer.begin_with("BEGIN IMMEDIATE").await?;
+        Ok(Box::new(SqliteTx { tx }))
+    }
+    async fn read(&self) -> Result<Box<dyn Tx>> {
+        let tx = self.reader.begin().await?;
+        Ok(Box::new(SqliteTx { tx }))
+    }
+    async fn migrate(&self) -> Result<()> {
+        MIGRATOR.run(&self.writer).await?;
+        Ok(())
+    }
+    async fn backup(&self, path: &str) -> Result<()> {
+        // VACUUM INTO writes a consistent snapshot while readers and writers carry on.
+        if std::path::Path::new(path).exists() {
+            return Err(StoreError::Conflict(format!("backup file {path}")));
+        }
+        sqlx::query("VACUUM INTO ?")
+            .bind(path)
+            .execute(&self.reader)
+            .await?;
+        Ok(())
+    }
+    fn backend(&self) -> &'static str {
+        "sqlite"
+    }
+}
+
+struct SqliteTx {
+    tx: Transaction<'static, Sqlite>,
+}
+
+fn map_unique(e: sqlx::Error, field: &str) -> StoreError {
+    if let sqlx::Error::Database(db) = &e {
+        if db.is_unique_violation() {
+            return StoreError::Conflict(field.to_string());
+        }
+    }
+    StoreError::Database(e)
+}
+
+const LEAD_COLS: &str = "id, first_name, last_name, email, phone, timezone, region, source, level, stage, \
+    preferred_channel, assigned_to, external_id, tags, notes, property_address, sms_opt_out, email_opt_out, \
+    do_not_call, email_bad, phone_bad, attempts, first_attempt_at, first_call_at, answered_at, answered_on, \
+    attempts_at_answer, last_touch_at, next_touch_at, created_at, updated_at";
+
+const TOUCH_COLS: &str = "id, enrollment_id, lead_id, plan, step, channel, template, planned_at, due_at, status, \
+    reason, attempt, sent_channel, subject, content, provider_id, delivery, task_id, settled_at";
+
+const TASK_COLS: &str = "id, lead_id, touch_id, assignee_id, kind, due_at, script, voicemail, status, outcome, note, \
+    escalated_at, created_at, completed_at";
+
+const USER_COLS: &str =
+    "id, email, name, phone, role, password_hash, active, notify_sms, notify_email, created_at";
+
+fn ids_list(ids: &[i64]) -> String {
+    // Integers only: safe to inline, and keeps one statement for any number of ids.
+    ids.iter()
+        .map(|i| i.to_string())
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+fn email_key(email: &Option<String>) -> Option<String> {
+    email.as_ref().map(|e| e.to_lowercase())
+}
+
+#[async_trait]
+impl Tx for SqliteTx {
+    async fn commit(self: Box<Self>) -> Result<()> {
+        self.tx.commit().await?;
+        Ok(())
+    }
+
+    async fn team(&mut self) -> Result<Option<Team>> {
+        Ok(sqlx::query_as::<_, Team>(
+            "SELECT name, country, timezone, sending_window, state_windows, holidays, postal_address, support_contact, escalation_minutes FROM team WHERE id = 1",
+        )
+        .fetch_optional(&mut *self.tx)
+        .await?)
+    }
+
+    async fn team_save(&mut self, t: &Team, now: Millis) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO team (id, name, country, timezone, sending_window, state_windows, holidays, postal_address, support_contact, escalation_minutes, created_at)
+             VALUES (1, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+             ON CONFLICT (id) DO UPDATE SET name = excluded.name, country = excluded.country, timezone = excluded.timezone,
+               sending_window = excluded.sending_window, state_windows = excluded.state_windows, holidays = excluded.holidays,
+               postal_address = excluded.postal_address, support_contact = excluded.support_contact,
+               escalation_minutes = excluded.escalation_minutes",
+        )
+        .bind(&t.name)
+        .bind(&t.country)
+        .bind(&t.timezone)
+        .bind(&t.sending_window)
+        .bind(&t.state_windows)
+        .bind(&t.holidays)
+        .bind(&t.postal_address)
+        .bind(&t.support_contact)
+        .bind(t.escalation_minutes)
+        .bind(now)
+        .execute(&mut *self.tx)
+        .await?;
+        Ok(())
+    }
+
+    async fn round_robin_next(&mut self) -> Result<i64> {
+        let v: i64 = sqlx::query_scalar("UPDATE team SET round_robin_cursor = round_robin_cursor + 1 WHERE id = 1 RETURNING round_robin_cursor")
+            .fetch_optional(&mut *self.tx)
+            .await?
+            .unwrap_or(0);
+        Ok(v)
+    }
+
+    async fn user_insert(&mut self, u: &NewUser, now: Millis) -> Result<i64> {
+        let id = sqlx::query_scalar("INSERT INTO users (email, name, phone, role, password_hash, created_at) VALUES (?, ?, ?, ?, ?, ?) RETURNING id")
+            .bind(&u.email)
+            .bind(&u.name)
+            .bind(&u.phone)
+            .bind(u.role.as_str())
+            .bind(&u.password_hash)
+            .bind(now)
+            .fetch_one(&mut *self.tx)
+            .await
+            .map_err(|e| map_unique(e, "email"))?;
+        Ok(id)
+    }
+
+    async fn user(&mut self, id: i64) -> Result<Option<User>> {
+        Ok(
+            sqlx::query_as(sql!("SELECT {USER_COLS} FROM users WHERE id = ?"))
+                .bind(id)
+                .fetch_optional(&mut *self.tx)
+                .await?,
+        )
+    }
+
+    async fn user_by_email(&mut self, email: &str) -> Result<Option<User>> {
+        Ok(sqlx::query_as(sql!(
+            "SELECT {USER_COLS} FROM users WHERE email = ? COLLATE NOCASE"
+        ))
+        .bind(email)
+        .fetch_optional(&mut *self.tx)
+        .await?)
+    }
+
+    async fn users(&mut self) -> Result<Vec<User>> {
+        Ok(
+            sqlx::query_as(sql!("SELECT {USER_COLS} FROM users ORDER BY id"))
+                .fetch_all(&mut *self.tx)
+                .await?,
+        )
+    }
+
+    async fn user_save(&mut self, u: &User) -> Result<()> {
+        sqlx::query("UPDATE users SET email = ?, name = ?, phone = ?, role = ?, password_hash = ?, active = ?, notify_sms = ?, notify_email = ? WHERE id = ?")
+            .bind(&u.email)
+            .bind(&u.name)
+            .bind(&u.phone)
+            .bind(u.role.as_str())
+            .bind(&u.password_hash)
+            .bind(u.active)
+            .bind(u.notify_sms)
+            .bind(u.notify_email)
+            .bind(u.id)
+            .execute(&mut *self.tx)
+            .await
+            .map_err(|e| map_unique(e, "email"))?;
+        Ok(())
+    }
+
+    async fn token_insert(&mut self, user_id: i64, token_hash: &str, now: Millis) -> Result<()> {
+        sqlx::query("INSERT INTO api_tokens (user_id, token_hash, created_at) VALUES (?, ?, ?)")
+            .bind(user_id)
+            .bind(token_hash)
+            .bind(now)
+            .execute(&mut *self.tx)
+            .await?;
+        Ok(())
+    }
+
+    async fn user_by_token(&mut self, token_hash: &str) -> Result<Option<User>> {
+        Ok(sqlx::query_as(sql!(
+            "SELECT {} FROM users u JOIN api_tokens t ON t.user_id = u.id WHERE t.token_hash = ? AND u.active = 1",
+            USER_COLS.split(", ").map(|c| format!("u.{c}")).collect::<Vec<_>>().join(", ")
+        ))
+        .bind(token_hash)
+        .fetch_optional(&mut *self.tx)
+        .await?)
+    }
+
+    async fn reassign_all(&mut self, from: i64, to: i64) -> Result<(u64, u64)> {
+        let leads = sqlx::query("UPDATE leads SET assigned_to = ? WHERE assigned_to = ?")
+            .bind(to)
+            .bind(from)
+            .execute(&mut *self.tx)
+            .await?;
+        let tasks = sqlx::query(
+            "UPDATE tasks SET assignee_id = ? WHERE assignee_id = ? AND status = 'open'",
+        )
+        .bind(to)
+        .bind(from)
+        .execute(&mut *self.tx)
+        .await?;
+        Ok((leads.rows_affected(), tasks.rows_affected()))
+    }
+
+    async fn plan_save(&mut self, p: &PlanRow) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO plans (slug, name, version, source, updated_at) VALUES (?, ?, ?, ?, ?)
+             ON CONFLICT (slug) DO UPDATE SET name = excluded.name, version = excluded.version, source = excluded.source, updated_at = excluded.updated_at",
+        )
+        .bind(&p.slug)
+        .bind(&p.name)
+        .bind(p.version)
+        .bind(&p.source)
+        .bind(p.updated_at)
+        .execute(&mut *self.tx)
+        .await?;
+        Ok(())
+    }
+
+    async fn plan(&mut self, slug: &str) -> Result<Option<PlanRow>> {
+        Ok(sqlx::query_as(
+            "SELECT slug, name, version, source, updated_at FROM plans WHERE slug = ?",
+        )
+        .bind(slug)
+        .fetch_optional(&mut *self.tx)
+        .await?)
+    }
+
+    async fn plans(&mut self) -> Result<Vec<PlanRow>> {
+        Ok(sqlx::query_as(
+            "SELECT slug, name, version, source, updated_at FROM plans ORDER BY slug",
+        )
+        .fetch_all(&mut *self.tx)
+        .await?)
+    }
+
+    async fn template_save(&mut self, t: &TemplateRow) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO templates (slug, channel, name, subject, body, voicemail, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?)
+             ON CONFLICT (slug) DO UPDATE SET channel = excluded.channel, name = excluded.name, subject = excluded.subject,
+               body = excluded.body, voicemail = excluded.voicemail, updated_at = excluded.updated_at",
+        )
+        .bind(&t.slug)
+        .bind(t.channel.as_str())
+        .bind(&t.name)
+        .bind(&t.subject)
+        .bind(&t.body)
+        .bind(&t.voicemail)
+        .bind(t.updated_at)
+        .execute(&mut *self.tx)
+        .await?;
+        Ok(())
+    }
+
+    async fn template(&mut self, slug: &str) -> Result<Option<TemplateRow>> {
+        Ok(sqlx::query_as("SELECT slug, channel, name, subject, body, voicemail, updated_at FROM templates WHERE slug = ?")
+            .bind(slug)
+            .fetch_optional(&mut *self.tx)
+            .await?)
+    }
+
+    async fn templates(&mut self) -> Result<Vec<TemplateRow>> {
+        Ok(sqlx::query_as("SELECT slug, channel, name, subject, body, voicemail, updated_at FROM templates ORDER BY slug").fetch_all(&mut *self.tx).await?)
+    }
+
+    async fn lead_insert(&mut self, l: &Lead) -> Result<i64> {
+        let id = sqlx::query_scalar(
+            "INSERT INTO leads (first_name, last_name, email, email_key, phone, timezone, region, source, level, stage, preferred_channel,
+               assigned_to, external_id, tags, notes, property_address, sms_opt_out, email_opt_out, do_not_call, email_bad, phone_bad,
+               attempts, created_at, updated_at)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+        )
+        .bind(&l.first_name)
+        .bind(&l.last_name)
+        .bind(&l.email)
+        .bind(email_key(&l.email))
+        .bind(&l.phone)
+        .bind(&l.timezone)
+        .bind(&l.region)
+        .bind(&l.source)
+        .bind(l.level.as_str())
+        .bind(l.stage.as_str())
+        .bind(&l.preferred_channel)
+        .bind(l.assigned_to)
+        .bind(&l.external_id)
+        .bind(serde_json::to_string(&l.tags).unwrap_or_else(|_| "[]".into()))
+        .bind(&l.notes)
+        .bind(&l.property_address)
+        .bind(l.sms_opt_out)
+        .bind(l.email_opt_out)
+        .bind(l.do_not_call)
+        .bind(l.email_bad)
+        .bind(l.phone_bad)
+        .bind(l.attempts)
+        .bind(l.created_at)
+        .bind(l.updated_at)
+        .fetch_one(&mut *self.tx)
+        .await
+        .map_err(|e| map_unique(e, "external_id"))?;
+        Ok(id)
+    }
+
+    async fn lead(&mut self, id: i64) -> Result<Option<Lead>> {
+        Ok(
+            sqlx::query_as(sql!("SELECT {LEAD_COLS} FROM leads WHERE id = ?"))
+                .bind(id)
+                .fetch_optional(&mut *self.tx)
+                .await?,
+        )
+    }
+
+    async fn leads_by_ids(&mut self, ids: &[i64]) -> Result<Vec<Lead>> {
+        if ids.is_empty() {
+            return Ok(vec![]);
+        }
+        Ok(sqlx::query_as(sql!(
+            "SELECT {LEAD_COLS} FROM leads WHERE id IN ({})",
+            ids_list(ids)
+        ))
+        .fetch_all(&mut *self.tx)
+        .await?)
+    }
+
+    async fn lead_match(
+        &mut self,
+        external_id: Option<&str>,
+        email_key: Option<&str>,
+        phone: Option<&str>,
+    ) -> Result<Option<Lead>> {
+        if let Some(x) = external_id {
+            let l: Option<Lead> =
+                sqlx::query_as(sql!("SELECT {LEAD_COLS} FROM leads WHERE external_id = ?"))
+                    .bind(x)
+                    .fetch_optional(&mut *self.tx)
+                    .await?;
+            if l.is_some() {
+                return Ok(l);
+            }
+        }
+        if let Some(e) = email_key {
+            let l: Option<Lead> = sqlx::query_as(sql!(
+                "SELECT {LEAD_COLS} FROM leads WHERE email_key = ? ORDER BY id LIMIT 1"
+            ))
+            .bind(e)
+            .fetch_optional(&mut *self.tx)
+            .await?;
+            if l.is_some() {
+                return Ok(l);
+            }
+        }
+        if let Some(p) = phone {
+            return Ok(sqlx::query_as(sql!(
+                "SELECT {LEAD_COLS} FROM leads WHERE phone = ? ORDER BY id LIMIT 1"
+            ))
+            .bind(p)
+            .fetch_optional(&mut *self.tx)
+            .await?);
+        }
+        Ok(None)
+    }
+
+    async fn lead_save(&mut self, l: &Lead) -> Result<()> {
+        sqlx::query(
+            "UPDATE leads SET first_name = ?, last_name = ?, email = ?, email_key = ?, phone = ?, timezone = ?, region = ?, source = ?,
+               level = ?, stage = ?, preferred_channel = ?, assigned_to = ?, external_id = ?, tags = ?, notes = ?, property_address = ?,
+               sms_opt_out = ?, email_opt_out = ?, do_not_call = ?, email_bad = ?, phone_bad = ?, attempts = ?, first_attempt_at = ?,
+               first_call_at = ?, answered_at = ?, answered_on = ?, attempts_at_answer = ?, last_touch_at = ?, updated_at = ?
+             WHERE id = ?",
+        )
+        .bind(&l.first_name)
+        .bind(&l.last_name)
+        .bind(&l.email)
+        .bind(email_key(&l.email))
+        .bind(&l.phone)
+        .bind(&l.timezone)
+        .bind(&l.region)
+        .bind(&l.source)
+        .bind(l.level.as_str())
+        .bind(l.stage.as_str())
+        .bind(&l.preferred_channel)
+        .bind(l.assigned_to)
+        .bind(&l.external_id)
+        .bind(serde_json::to_string(&l.tags).unwrap_or_else(|_| "[]".into()))
+        .bind(&l.notes)
+        .bind(&l.property_address)
+        .bind(l.sms_opt_out)
+        .bind(l.email_opt_out)
+        .bind(l.do_not_call)
+        .bind(l.email_bad)
+        .bind(l.phone_bad)
+        .bind(l.attempts)
+        .bind(l.first_attempt_at)
+        .bind(l.first_call_at)
+        .bind(l.answered_at)
+        .bind(&l.answered_on)
+        .bind(l.attempts_at_answer)
+        .bind(l.last_touch_at)
+        .bind(l.updated_at)
+        .bind(l.id)
+        .execute(&mut *self.tx)
+        .await
+        .map_err(|e| map_unique(e, "external_id"))?;
+        Ok(())
+    }
+
+    async fn leads_page(&mut self, f: &LeadFilter) -> Result<Vec<Lead>> {
+        let cols = LEAD_COLS
+            .split(", ")
+            .map(|c| format!("l.{c}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let mut q: QueryBuilder<Sqlite> = QueryBuilder::new(format!("SELECT {cols} FROM leads l"));
+        if let Some(words) = &f.name_query {
+            q.push(" JOIN leads_fts ON leads_fts.rowid = l.id AND leads_fts MATCH ")
+                .push_bind(fts_query(words));
+        }
+        q.push(" WHERE 1 = 1");
+        if let Some(e) = &f.email_key {
+            q.push(" AND l.email_key = ").push_bind(e.clone());
+        }
+        if let Some(p) = &f.phone {
+            q.push(" AND l.phone = ").push_bind(p.clone());
+        }
+        if let Some(v) = f.level {
+            q.push(" AND l.level = ").push_bind(v.as_str());
+        }
+        if let Some(v) = f.stage {
+            q.push(" AND l.stage = ").push_bind(v.as_str());
+        }
+        if let Some(v) = &f.source {
+            q.push(" AND l.source = ").push_bind(v.clone());
+        }
+        if let Some(v) = f.assigned_to {
+            q.push(" AND l.assigned_to = ").push_bind(v);
+        }
+        if let Some(v) = f.below_attempts {
+            q.push(" AND l.attempts < ")
+                .push_bind(v)
+                .push(" AND l.answered_at IS NULL");
+        }
+        if let Some(v) = f.before_id {
+            q.push(" AND l.id < ").push_bind(v);
+        }
+        q.push(" ORDER BY l.id DESC LIMIT ").push_bind(f.limit);
+        Ok(q.build_query_as().fetch_all(&mut *self.tx).await?)
+    }
+
+    async fn lead_delete(&mut self, id: i64) -> Result<()> {
+        sqlx::query("DELETE FROM outbox WHERE lead_id = ?")
+            .bind(id)
+            .execute(&mut *self.tx)
+            .await?;
+        sqlx::query("DELETE FROM notifications WHERE lead_id = ?")
+            .bind(id)
+            .execute(&mut *self.tx)
+            .await?;
+        sqlx::query("DELETE FROM touches WHERE lead_id = ?")
+            .bind(id)
+            .execute(&mut *self.tx)
+            .await?;
+        sqlx::query("DELETE FROM tasks WHERE lead_id = ?")
+            .bind(id)
+            .execute(&mut *self.tx)
+            .await?;
+        let r = sqlx::query("DELETE FROM leads WHERE id = ?")
+            .bind(id)
+            .execute(&mut *self.tx)
+            .await?;
+        if r.rows_affected() == 0 {
+            return Err(StoreError::NotFound);
+        }
+        Ok(())
+    }
+
+    async fn leads_refresh_next(&mut self, ids: &[i64]) -> Result<()> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        sqlx::query(sql!(
+            "UPDATE leads SET next_touch_at = (SELECT MIN(due_at) FROM touches t WHERE t.lead_id = leads.id AND t.status = 'scheduled') WHERE id IN ({})",
+            ids_list(ids)
+        ))
+        .execute(&mut *self.tx)
+        .await?;
+        Ok(())
+    }
+
+    async fn suppress(&mut self, hash: &str, kind: &str, now: Millis) -> Result<()> {
+        sqlx::query("INSERT INTO suppressions (hash, kind, created_at) VALUES (?, ?, ?) ON CONFLICT (hash) DO NOTHING")
+            .bind(hash)
+            .bind(kind)
+            .bind(now)
+            .execute(&mut *self.tx)
+            .await?;
+        Ok(())
+    }
+
+    async fn is_suppressed(&mut self, hash: &str) -> Result<bool> {
+        Ok(
+            sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM suppressions WHERE hash = ?")
+                .bind(hash)
+                .fetch_one(&mut *self.tx)
+                .await?
+                > 0,
+        )
+    }
+
+    async fn enrollment_insert(
+        &mut self,
+        lead_id: i64,
+        plan: &str,
+        version: i64,
+        started_at: Millis,
+        touches: &[NewTouch],
+    ) -> Result<i64> {
+        let id: i64 = sqlx::query_scalar("INSERT INTO enrollments (lead_id, plan, plan_version, state, started_at) VALUES (?, ?, ?, 'active', ?) RETURNING id")
+            .bind(lead_id)
+            .bind(plan)
+            .bind(version)
+            .bind(started_at)
+            .fetch_one(&mut *self.tx)
+            .await?;
+        for chunk in touches.chunks(50) {
+            let mut q: QueryBuilder<Sqlite> = QueryBuilder::new(
+                "INSERT INTO touches (enrollment_id, lead_id, plan, step, channel, template, planned_at, due_at, reason, created_at) ",
+            );
+            q.push_values(chunk, |mut b, t| {
+                b.push_bind(id)
+                    .push_bind(lead_id)
+                    .push_bind(plan.to_string())
+                    .push_bind(t.step)
+                    .push_bind(t.channel.as_str())
+                    .push_bind(t.template.clone())
+                    .push_bind(t.planned_at)
+                    .push_bind(t.due_at)
+                    .push_bind(t.reason.clone())
+                    .push_bind(started_at);
+            });
+            q.build().execute(&mut *self.tx).await?;
+        }
+        Ok(id)
+    }
+
+    async fn enrollments(&mut self, lead_id: i64) -> Result<Vec<Enrollment>> {
+        self.enrollments_for_leads(&[lead_id]).await
+    }
+
+    async fn enrollments_for_leads(&mut self, lead_ids: &[i64]) -> Result<Vec<Enrollment>> {
+        if lead_ids.is_empty() {
+            return Ok(vec![]);
+        }
+        Ok(sqlx::query_as(sql!(
+            "SELECT e.id, e.lead_id, e.plan, e.plan_version, e.state, e.reason, e.started_at, e.ended_at,
+               (SELECT MIN(t.due_at) FROM touches t WHERE t.enrollment_id = e.id AND t.status = 'scheduled') AS next_touch_at
+             FROM enrollments e WHERE e.lead_id IN ({}) ORDER BY e.id",
+            ids_list(lead_ids)
+        ))
+        .fetch_all(&mut *self.tx)
+        .await?)
+    }
+
+    async fn enrollment_end(
+        &mut self,
+        id: i64,
+        state: EnrollmentState,
+        reason: Option<&str>,
+        at: Millis,
+    ) -> Result<()> {
+        sqlx::query("UPDATE enrollments SET state = ?, reason = ?, ended_at = ? WHERE id = ?")
+            .bind(state.as_str())
+            .bind(reason)
+            .bind(at)
+            .bind(id)
+            .execute(&mut *self.tx)
+            .await?;
+        Ok(())
+    }
+
+    async fn enrollment_cancel_touches(
+        &mut self,
+        id: i64,
+        reason: &str,
+        at: Millis,
+    ) -> Result<u64> {
+        sqlx::query(
+            "UPDATE tasks SET status = 'cancelled', completed_at = ?, note = ? WHERE status = 'open' AND touch_id IN
+               (SELECT id FROM touches WHERE enrollment_id = ? AND status = 'scheduled')",
+        )
+        .bind(at)
+        .bind(reason)
+        .bind(id)
+        .execute(&mut *self.tx)
+        .await?;
+        let r = sqlx::query("UPDATE touches SET status = 'cancelled', reason = ?, settled_at = ? WHERE enrollment_id = ? AND status = 'scheduled'")
+            .bind(reason)
+            .bind(at)
+            .bind(id)
+            .execute(&mut *self.tx)
+            .await?;
+        Ok(r.rows_affected())
+    }
+
+    async fn enrollments_finished(&mut self, ids: &[i64]) -> Result<Vec<Enrollment>> {
+        if ids.is_empty() {
+            return Ok(vec![]);
+        }
+        Ok(sqlx::query_as(sql!(
+            "SELECT e.id, e.lead_id, e.plan, e.plan_version, e.state, e.reason, e.started_at, e.ended_at, NULL AS next_touch_at
+             FROM enrollments e WHERE e.id IN ({}) AND e.state = 'active'
+               AND NOT EXISTS (SELECT 1 FROM touches t WHERE t.enrollment_id = e.id AND t.status IN ('scheduled', 'sending'))",
+            ids_list(ids)
+        ))
+        .fetch_all(&mut *self.tx)
+        .await?)
+    }
+
+    async fn touches_for_lead(&mut self, lead_id: i64) -> Result<Vec<Touch>> {
+        Ok(sqlx::query_as(sql!(
+            "SELECT {TOUCH_COLS} FROM touches WHERE lead_id = ? ORDER BY due_at, id"
+        ))
+        .bind(lead_id)
+        .fetch_all(&mut *self.tx)
+        .await?)
+    }
+
+    async fn touch(&mut self, id: i64) -> Result<Option<Touch>> {
+        Ok(
+            sqlx::query_as(sql!("SELECT {TOUCH_COLS} FROM touches WHERE id = ?"))
+                .bind(id)
+                .fetch_optional(&mut *self.tx)
+                .await?,
+        )
+    }
+
+    async fn claim_due(
+        &mut self,
+        now: Millis,
+        limit: i64,
+        worker: &str,
+        lease_until: Millis,
+    ) -> Result<Vec<Touch>> {
+        // One statement: the rows it picks are the rows it marks, so two claimers never share one.
+        Ok(sqlx::query_as(sql!(
+            "UPDATE touches SET status = 'sending', claimed_by = ?, lease_until = ?
+             WHERE id IN (SELECT id FROM touches WHERE status = 'scheduled' AND task_id IS NULL AND due_at <= ? ORDER BY due_at LIMIT ?)
+             RETURNING {TOUCH_COLS}"
+        ))
+        .bind(worker)
+        .bind(lease_until)
+        .bind(now)
+        .bind(limit)
+        .fetch_all(&mut *self.tx)
+        .await?)
+    }
+
+    async fn touch_release(&mut self, id: i64) -> Result<()> {
+        sqlx::query("UPDATE touches SET status = 'scheduled', claimed_by = NULL, lease_until = NULL WHERE id = ? AND status = 'sending'")
+            .bind(id)
+            .execute(&mut *self.tx)
+            .await?;
+        Ok(())
+    }
+
+    async fn touch_reschedule(&mut self, id: i64, due_at: Millis, reason: &str) -> Result<()> {
+        sqlx::query("UPDATE touches SET status = 'scheduled', due_at = ?, reason = ?, claimed_by = NULL, lease_until = NULL WHERE id = ?")
+            .bind(due_at)
+            .bind(reason)
+            .bind(id)
+            .execute(&mut *self.tx)
+            .await?;
+        Ok(())
+    }
+
+    async fn touches_record(&mut self, results: &[TouchResult], now: Millis) -> Result<()> {
+        for r in results {
+            let attempt: Option<i64> = if r.attempt {
+                Some(
+                    sqlx::query_scalar(
+                        "UPDATE leads SET attempts = attempts + 1, last_touch_at = ?, first_attempt_at = COALESCE(first_attempt_at, ?),
+                           stage = CASE WHEN stage = 'new' THEN 'attempting' ELSE stage END, updated_at = ?
+                         WHERE id = ? RETURNING attempts",
+                    )
+                    .bind(now)
+                    .bind(now)
+                    .bind(now)
+                    .bind(r.lead_id)
+                    .fetch_optional(&mut *self.tx)
+                    .await?
+                    .unwrap_or(0),
+                )
+            } else {
+                None
+            };
+            sqlx::query(
+                "UPDATE touches SET status = ?, reason = COALESCE(?, reason), sent_channel = ?, subject = ?, content = ?, provider_id = ?,
+                   attempt = ?, delivery = CASE WHEN ? = 'sent' THEN 'queued' ELSE delivery END, settled_at = ?, claimed_by = NULL, lease_until = NULL
+                 WHERE id = ?",
+            )
+            .bind(r.status.as_str())
+            .bind(&r.reason)
+            .bind(r.sent_channel.map(|c| c.as_str()))
+            .bind(&r.subject)
+            .bind(&r.content)
+            .bind(&r.provider_id)
+            .bind(attempt)
+            .bind(r.status.as_str())
+            .bind(now)
+            .bind(r.touch_id)
+            .execute(&mut *self.tx)
+            .await?;
+        }
+        Ok(())
+    }
+
+    async fn touch_set_task(&mut self, touch_id: i64, task_id: i64) -> Result<()> {
+        sqlx::query("UPDATE touches SET task_id = ?, status = 'scheduled', claimed_by = NULL, lease_until = NULL WHERE id = ?")
+            .bind(task_id)
+            .bind(touch_id)
+            .execute(&mut *self.tx)
+            .await?;
+        Ok(())
+    }
+
+    async fn touches_expire_sending(&mut self, now: Millis) -> Result<Vec<Touch>> {
+        Ok(sqlx::query_as(sql!(
+            "UPDATE touches SET status = 'uncertain', settled_at = ?, claimed_by = NULL, lease_until = NULL,
+               reason = 'the process stopped while this message was being sent; it may or may not have gone out, so it is not resent'
+             WHERE status = 'sending' AND lease_until < ? RETURNING {TOUCH_COLS}"
+        ))
+        .bind(now)
+        .bind(now)
+        .fetch_all(&mut *self.tx)
+        .await?)
+    }
+
+    async fn next_due_at(&mut self) -> Result<Option<Millis>> {
+        Ok(sqlx::query_scalar(
+            "SELECT MIN(due_at) FROM touches WHERE status = 'scheduled' AND task_id IS NULL",
+        )
+        .fetch_one(&mut *self.tx)
+        .await?)
+    }
+
+    async fn touch_mark_answered(&mut self, lead_id: i64) -> Result<()> {
+        sqlx::query(
+            "UPDATE touches SET answered = 1 WHERE id = (SELECT id FROM touches WHERE lead_id = ? AND status IN ('sent', 'done')
+               ORDER BY settled_at DESC, id DESC LIMIT 1)",
+        )
+        .bind(lead_id)
+        .execute(&mut *self.tx)
+        .await?;
+        Ok(())
+    }
+
+    async fn task_insert(&mut self, t: &NewTask, now: Millis) -> Result<i64> {
+        Ok(sqlx::query_scalar(
+            "INSERT INTO tasks (lead_id, touch_id, assignee_id, kind, due_at, script, voicemail, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+        )
+        .bind(t.lead_id)
+        .bind(t.touch_id)
+        .bind(t.assignee_id)
+        .bind(t.kind.as_str())
+        .bind(t.due_at)
+        .bind(&t.script)
+        .bind(&t.voicemail)
+        .bind(now)
+        .fetch_one(&mut *self.tx)
+        .await?)
+    }
+
+    async fn task(&mut self, id: i64) -> Result<Option<Task>> {
+        Ok(
+            sqlx::query_as(sql!("SELECT {TASK_COLS} FROM tasks WHERE id = ?"))
+                .bind(id)
+                .fetch_optional(&mut *self.tx)
+                .await?,
+        )
+    }
+
+    async fn reassign_task(&mut self, id: i64, to: i64) -> Result<()> {
+        sqlx::query("UPDATE tasks SET assignee_id = ? WHERE id = ?")
+            .bind(to)
+            .bind(id)
+            .execute(&mut *self.tx)
+            .await?;
+        Ok(())
+    }
+
+    async fn tasks(&mut self, f: &TaskFilter) -> Result<Vec<Task>> {
+        let mut q: QueryBuilder<Sqlite> =
+            QueryBuilder::new(format!("SELECT {TASK_COLS} FROM tasks WHERE 1 = 1"));
+        if let Some(a) = f.assignee_id {
+            q.push(" AND assignee_id = ").push_bind(a);
+        }
+        if let Some(s) = f.status {
+            q.push(" AND status = ").push_bind(s.as_str());
+        }
+        if let Some(l) = f.lead_id {
+            q.push(" AND lead_id = ").push_bind(l);
+        }
+        if let Some((due, id)) = f.after {
+            q.push(" AND (due_at > ")
+                .push_bind(due)
+                .push(" OR (due_at = ")
+                .push_bind(due)
+                .push(" AND id > ")
+                .push_bind(id)
+                .push("))");
+        }
+        q.push(" ORDER BY due_at, id LIMIT ").push_bind(f.limit);
+        Ok(q.build_query_as().fetch_all(&mut *self.tx).await?)
+    }
+
+    async fn task_complete(
+        &mut self,
+        id: i64,
+        status: TaskStatus,
+        outcome: Option<&str>,
+        note: Option<&str>,
+        at: Millis,
+    ) -> Result<()> {
+        sqlx::query(
+            "UPDATE tasks SET status = ?, outcome = ?, note = ?, completed_at = ? WHERE id = ?",
+        )
+        .bind(status.as_str())
+        .bind(outcome)
+        .bind(note)
+        .bind(at)
+        .bind(id)
+        .execute(&mut *self.tx)
+        .await?;
+        Ok(())
+    }
+
+    async fn touch_settle(
+        &mut self,
+        touch_id: i64,
+        status: TouchStatus,
+        reason: Option<&str>,
+        attempt: Option<i64>,
+        at: Millis,
+    ) -> Result<()> {
+        sqlx::query("UPDATE touches SET status = ?, reason = COALESCE(?, reason), attempt = COALESCE(?, attempt), settled_at = ? WHERE id = ?")
+            .bind(status.as_str())
+            .bind(reason)
+            .bind(attempt)
+            .bind(at)
+            .bind(touch_id)
+            .execute(&mut *self.tx)
+            .await?;
+        Ok(())
+    }
+
+    async fn tasks_to_escalate(&mut self, now: Millis, minutes: i64) -> Result<Vec<Task>> {
+        let cols = TASK_COLS
+            .split(", ")
+            .map(|c| format!("t.{c}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        Ok(sqlx::query_as(sql!(
+            "SELECT {cols} FROM tasks t JOIN leads l ON l.id = t.lead_id
+             WHERE t.status = 'open' AND t.kind = 'call' AND t.escalated_at IS NULL AND l.level = 'hot' AND t.due_at < ?
+             ORDER BY t.due_at LIMIT 500"
+        ))
+        .bind(now - minutes * 60_000)
+        .fetch_all(&mut *self.tx)
+        .await?)
+    }
+
+    async fn task_mark_escalated(&mut self, id: i64, at: Millis) -> Result<()> {
+        sqlx::query("UPDATE tasks SET escalated_at = ? WHERE id = ?")
+            .bind(at)
+            .bind(id)
+            .execute(&mut *self.tx)
+            .await?;
+        Ok(())
+    }
+
+    async fn tasks_due_between(&mut self, from: Millis, to: Millis) -> Result<Vec<Task>> {
+        Ok(sqlx::query_as(sql!("SELECT {TASK_COLS} FROM tasks WHERE status = 'open' AND due_at > ? AND due_at <= ? ORDER BY due_at LIMIT 1000"))
+            .bind(from)
+            .bind(to)
+            .fetch_all(&mut *self.tx)
+            .await?)
+    }
+
+    async fn next_task_due_after(&mut self, t: Millis) -> Result<Option<Millis>> {
+        Ok(
+            sqlx::query_scalar(
+                "SELECT MIN(due_at) FROM tasks WHERE status = 'open' AND due_at > ?",
+            )
+            .bind(t)
+            .fetch_one(&mut *self.tx)
+            .await?,
+        )
+    }
+
+    async fn activity_insert(&mut self, a: &NewActivity) -> Result<i64> {
+        Ok(sqlx::query_scalar("INSERT INTO activities (lead_id, kind, detail, data, actor_id, at) VALUES (?, ?, ?, ?, ?, ?) RETURNING id")
+            .bind(a.lead_id)
+            .bind(&a.kind)
+            .bind(&a.detail)
+            .bind(a.data.as_ref().map(|d| d.to_string()))
+            .bind(a.actor_id)
+            .bind(a.at)
+            .fetch_one(&mut *self.tx)
+            .await?)
+    }
+
+    async fn timeline(
+        &mut self,
+        lead_id: i64,
+        before_id: Option<i64>,
+        limit: i64,
+    ) -> Result<Vec<Activity>> {
+        Ok(sqlx::query_as(
+            "SELECT id, lead_id, kind, detail, data, actor_id, at FROM activities WHERE lead_id = ? AND id < ? ORDER BY at DESC, id DESC LIMIT ?",
+        )
+        .bind(lead_id)
+        .bind(before_id.unwrap_or(i64::MAX))
+        .bind(limit)
+        .fetch_all(&mut *self.tx)
+        .await?)
+    }
+
+    async fn outbox_insert(&mut self, m: &NewOutbox, now: Millis) -> Result<i64> {
+        Ok(sqlx::query_scalar("INSERT INTO outbox (channel, to_addr, subject, body, lead_id, touch_id, created_at) VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING id")
+            .bind(m.channel.as_str())
+            .bind(&m.to_addr)
+            .bind(&m.subject)
+            .bind(&m.body)
+            .bind(m.lead_id)
+            .bind(m.touch_id)
+            .bind(now)
+            .fetch_one(&mut *self.tx)
+            .await?)
+    }
+
+    async fn outbox(
+        &mut self,
+        assignee: Option<i64>,
+        before_id: Option<i64>,
+        limit: i64,
+    ) -> Result<Vec<OutboxMessage>> {
+        let mut q: QueryBuilder<Sqlite> = QueryBuilder::new(
+            "SELECT o.id, o.channel, o.to_addr, o.subject, o.body, o.status, o.lead_id, o.touch_id, o.created_at FROM outbox o",
+        );
+        if let Some(a) = assignee {
+            q.push(" JOIN leads l ON l.id = o.lead_id AND l.assigned_to = ")
+                .push_bind(a);
+        }
+        q.push(" WHERE o.id < ")
+            .push_bind(before_id.unwrap_or(i64::MAX));
+        q.push(" ORDER BY o.id DESC LIMIT ").push_bind(limit);
+        Ok(q.build_query_as().fetch_all(&mut *self.tx).await?)
+    }
+
+    async fn notification_insert(&mut self, n: &NewNotification) -> Result<i64> {
+        Ok(sqlx::query_scalar(
+            "INSERT INTO notifications (user_id, event, lead_id, lead_name, kind, at, detail) VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING id",
+        )
+        .bind(n.user_id)
+        .bind(n.event.as_str())
+        .bind(n.lead_id)
+        .bind(&n.lead_name)
+        .bind(&n.kind)
+        .bind(n.at)
+        .bind(&n.detail)
+        .fetch_one(&mut *self.tx)
+        .await?)
+    }
+
+    async fn notifications_after(
+        &mut self,
+        user_id: i64,
+        after_id: i64,
+        limit: i64,
+    ) -> Result<Vec<Notification>> {
+        Ok(sqlx::query_as(
+            "SELECT id, user_id, event, lead_id, lead_name, kind, at, detail FROM notifications WHERE user_id = ? AND id > ? ORDER BY id LIMIT ?",
+        )
+        .bind(user_id)
+        .bind(after_id)
+        .bind(limit)
+        .fetch_all(&mut *self.tx)
+        .await?)
+    }
+
+    async fn shift_lead_back(&mut self, lead_id: i64, by: i64) -> Result<()> {
+        for q in [
+            "UPDATE leads SET created_at = created_at - ?1, updated_at = updated_at - ?1 WHERE id = ?2",
+            "UPDATE enrollments SET started_at = started_at - ?1 WHERE lead_id = ?2",
+            "UPDATE touches SET due_at = due_at - ?1, planned_at = planned_at - ?1, created_at = created_at - ?1 WHERE lead_id = ?2",
+            "UPDATE activities SET at = at - ?1 WHERE lead_id = ?2",
+        ] {
+            sqlx::query(q)
+                .bind(by)
+                .bind(lead_id)
+                .execute(&mut *self.tx)
+                .await?;
+        }
+        Ok(())
+    }
+
+    async fn report_rows(&mut self, since: Millis, now: Millis) -> Result<ReportRows> {
+        let speed_to_lead = sqlx::query_scalar("SELECT (first_attempt_at - created_at) / 1000 FROM leads WHERE created_at >= ? AND first_attempt_at IS NOT NULL")
+            .bind(since)
+            .fetch_all(&mut *self.tx)
+            .await?;
+        let speed_to_call = sqlx::query_scalar("SELECT (first_call_at - created_at) / 1000 FROM leads WHERE created_at >= ? AND first_call_at IS NOT NULL")
+            .bind(since)
+            .fetch_all(&mut *self.tx)
+            .await?;
+        let attempts_before_contact =
+            sqlx::query_scalar("SELECT attempts_at_answer FROM leads WHERE created_at >= ? AND attempts_at_answer IS NOT NULL")
+                .bind(since)
+                .fetch_all(&mut *self.tx)
+                .await?;
+        let by_channel = sqlx::query_as(
+            "SELECT COALESCE(sent_channel, channel), COUNT(*), SUM(answered) FROM touches t
+             WHERE t.status IN ('sent', 'done') AND t.settled_at >= ? GROUP BY 1 ORDER BY 1",
+        )
+        .bind(since)
+        .fetch_all(&mut *self.tx)
+        .await?;
+        let by_step = sqlx::query_as(
+            "SELECT plan, step, COUNT(*), SUM(answered) FROM touches t WHERE t.status IN ('sent', 'done') AND t.settled_at >= ?
+             GROUP BY plan, step ORDER BY plan, step",
+        )
+        .bind(since)
+        .fetch_all(&mut *self.tx)
+        .await?;
+        let overdue_by_agent = sqlx::query_as(
+            "SELECT u.email, COUNT(t.id) FROM users u LEFT JOIN tasks t ON t.assignee_id = u.id AND t.status = 'open' AND t.due_at < ?
+             WHERE u.active = 1 GROUP BY u.id ORDER BY u.email",
+        )
+        .bind(now)
+        .fetch_all(&mut *self.tx)
+        .await?;
+        let leads_below_8 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM leads WHERE created_at >= ? AND attempts < 8 AND answered_at IS NULL AND sms_opt_out = 0 AND email_opt_out = 0",
+        )
+        .bind(since)
+        .fetch_one(&mut *self.tx)
+        .await?;
+        Ok(ReportRows {
+            speed_to_lead,
+            speed_to_call,
+            attempts_before_contact,
+            by_channel,
+            by_step,
+            overdue_by_agent,
+            leads_below_8,
+        })
+    }
+}
+
+/// Turns what someone typed into an FTS5 prefix query: each word quoted, `*` for prefixes.
+fn fts_query(words: &str) -> String {
+    words
+        .split(|c: char| !c.is_alphanumeric() && c != '\'' && c != '-')
+        .filter(|w| !w.is_empty())
+        .map(|w| format!("\"{}\"*", w.replace('"', "")))
+        .collect::<Vec<_>>()
+        .join(" ")
+}

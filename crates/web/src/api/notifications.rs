@@ -1,0 +1,75 @@
+//! `GET /api/v1/notifications/stream`: Server-Sent Events for the token's user. Every
+//! notification is stored before it is published, so its id increases per user, survives
+//! restarts, and a client that reconnects with `Last-Event-ID` gets what it missed.
+
+use crate::AppState;
+use crate::auth::CurrentUser;
+use axum::extract::State;
+use axum::http::HeaderMap;
+use axum::response::IntoResponse;
+use axum::response::sse::{Event, KeepAlive, Sse};
+use futures::stream::{self, Stream, StreamExt};
+use relentless_store::Notification;
+use std::convert::Infallible;
+use std::time::Duration;
+use tokio_stream::wrappers::BroadcastStream;
+
+fn event(n: &Notification) -> Event {
+    let data = serde_json::json!({
+        "lead_id": n.lead_id,
+        "lead_name": n.lead_name,
+        "kind": n.kind,
+        "at": super::iso(n.at),
+        "detail": n.detail,
+    });
+    Event::default()
+        .event(n.event.clone())
+        .id(n.id.to_string())
+        .data(data.to_string())
+}
+
+pub async fn stream(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    headers: HeaderMap,
+) -> impl IntoResponse {
+    let user_id = user.0.id;
+    let last: i64 = headers
+        .get("last-event-id")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(-1);
+    // Subscribe first, then read the backlog: nothing published in between is lost, and
+    // anything seen twice is dropped by id.
+    let live = BroadcastStream::new(state.engine.bus.subscribe());
+    let backlog = if last >= 0 {
+        match state.engine.store.read().await {
+            Ok(mut tx) => tx
+                .notifications_after(user_id, last, 1000)
+                .await
+                .unwrap_or_default(),
+            Err(_) => vec![],
+        }
+    } else {
+        vec![]
+    };
+    let mut high = backlog.last().map(|n| n.id).unwrap_or(last);
+    let s: std::pin::Pin<Box<dyn Stream<Item = Result<Event, Infallible>> + Send>> = Box::pin(
+        stream::iter(backlog.into_iter().map(|n| Ok(event(&n)))).chain(live.filter_map(move |m| {
+            let out = match m {
+                Ok(n) if n.user_id == user_id && n.id > high => {
+                    high = n.id;
+                    Some(Ok(event(&n)))
+                }
+                _ => None,
+            };
+            async move { out }
+        })),
+    );
+    let mut res = Sse::new(s)
+        .keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
+        .into_response();
+    res.headers_mut()
+        .insert("x-accel-buffering", "no".parse().expect("static header"));
+    res
+}
