@@ -1,0 +1,230 @@
+//! TestApp: the real router on port 0 over a real SQLite file in a temp dir, with the
+//! dispatcher running, driven over HTTP as a client would.
+
+#![allow(dead_code)]
+
+use relentless_engine::channels::outbox::Outbox;
+use relentless_engine::dispatch::Dispatcher;
+use relentless_engine::setup::InitInput;
+use relentless_engine::{Config, Engine};
+use relentless_store::sqlite::SqliteStore;
+use reqwest::{Method, StatusCode};
+use serde_json::Value;
+use std::sync::Arc;
+use std::time::Duration;
+
+pub struct TestApp {
+    pub base: String,
+    pub client: reqwest::Client,
+    pub engine: Engine,
+    pub admin: String,
+    _dir: tempfile::TempDir,
+    _stop: tokio::sync::watch::Sender<bool>,
+}
+
+impl TestApp {
+    pub async fn spawn() -> TestApp {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}/test.db", dir.path().display());
+        let store = Arc::new(SqliteStore::open(&url).await.unwrap());
+        relentless_store::Store::migrate(store.as_ref())
+            .await
+            .unwrap();
+        let engine = Engine::new(store, Arc::new(Outbox), Config::default());
+        let (_, admin) = engine
+            .init(InitInput {
+                admin_email: "admin@example.com".into(),
+                admin_password: None,
+                team_name: Some("Test Team".into()),
+                address: Some("1 Main St, Austin, TX".into()),
+            })
+            .await
+            .unwrap();
+        let (stop, rx) = tokio::sync::watch::channel(false);
+        let mut r1 = rx.clone();
+        tokio::spawn(Dispatcher::new(engine.clone()).run(async move {
+            let _ = r1.wait_for(|s| *s).await;
+        }));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let state = relentless_web::AppState {
+            engine: engine.clone(),
+            metrics: relentless_web::install_metrics(),
+        };
+        let mut r2 = rx;
+        tokio::spawn(relentless_web::launch_with_tcp_listener(
+            listener,
+            state,
+            async move {
+                let _ = r2.wait_for(|s| *s).await;
+            },
+        ));
+        TestApp {
+            base,
+            client: reqwest::Client::new(),
+            engine,
+            admin,
+            _dir: dir,
+            _stop: stop,
+        }
+    }
+
+    pub async fn call(
+        &self,
+        token: &str,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
+        let mut req = self
+            .client
+            .request(method, format!("{}{}", self.base, path))
+            .bearer_auth(token);
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let res = req.send().await.unwrap();
+        let status = res.status();
+        let text = res.text().await.unwrap();
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
+    }
+
+    pub async fn get(&self, token: &str, path: &str) -> (StatusCode, Value) {
+        self.call(token, Method::GET, path, None).await
+    }
+    pub async fn post(&self, token: &str, path: &str, body: Value) -> (StatusCode, Value) {
+        self.call(token, Method::POST, path, Some(body)).await
+    }
+    pub async fn patch(&self, token: &str, path: &str, body: Value) -> (StatusCode, Value) {
+        self.call(token, Method::PATCH, path, Some(body)).await
+    }
+    pub async fn put(&self, token: &str, path: &str, body: Value) -> (StatusCode, Value) {
+        self.call(token, Method::PUT, path, Some(body)).await
+    }
+    pub async fn delete(&self, token: &str, path: &str) -> (StatusCode, Value) {
+        self.call(token, Method::DELETE, path, None).await
+    }
+
+    /// Adds an agent and returns (id, token).
+    pub async fn agent(&self, email: &str) -> (i64, String) {
+        let (s, u) = self
+            .post(
+                &self.admin,
+                "/api/v1/users",
+                serde_json::json!({"email": email, "name": "Agent Smith", "role": "agent"}),
+            )
+            .await;
+        assert_eq!(s, StatusCode::CREATED, "{u}");
+        (
+            u["id"].as_i64().unwrap(),
+            self.engine.create_token(email).await.unwrap(),
+        )
+    }
+
+    pub async fn touches(&self, lead: i64) -> Vec<Value> {
+        let (s, v) = self
+            .get(&self.admin, &format!("/api/v1/leads/{lead}/touches"))
+            .await;
+        assert_eq!(s, StatusCode::OK, "{v}");
+        v["items"].as_array().unwrap().clone()
+    }
+
+    /// Waits (up to 10 s) until `f` holds for the lead's touches.
+    pub async fn wait_touches(
+        &self,
+        lead: i64,
+        what: &str,
+        f: impl Fn(&[Value]) -> bool,
+    ) -> Vec<Value> {
+        for _ in 0..200 {
+            let t = self.touches(lead).await;
+            if f(&t) {
+                return t;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!(
+            "timed out waiting for: {what}; touches: {:#?}",
+            self.touches(lead).await
+        );
+    }
+
+    pub async fn outbox_for(&self, lead: i64) -> Vec<Value> {
+        let (_, v) = self.get(&self.admin, "/api/v1/outbox?limit=200").await;
+        v["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|m| m["lead_id"] == lead)
+            .cloned()
+            .collect()
+    }
+}
+
+/// A zone where it is now between 01:00 and 06:59 local: outside every sending window.
+pub fn night_zone() -> &'static str {
+    const ZONES: &[&str] = &[
+        "Etc/GMT+12",
+        "Etc/GMT+11",
+        "Etc/GMT+10",
+        "Etc/GMT+9",
+        "Etc/GMT+8",
+        "Etc/GMT+7",
+        "Etc/GMT+6",
+        "Etc/GMT+5",
+        "Etc/GMT+4",
+        "Etc/GMT+3",
+        "Etc/GMT+2",
+        "Etc/GMT+1",
+        "Etc/GMT",
+        "Etc/GMT-1",
+        "Etc/GMT-2",
+        "Etc/GMT-3",
+        "Etc/GMT-4",
+        "Etc/GMT-5",
+        "Etc/GMT-6",
+        "Etc/GMT-7",
+        "Etc/GMT-8",
+        "Etc/GMT-9",
+        "Etc/GMT-10",
+        "Etc/GMT-11",
+        "Etc/GMT-12",
+        "Etc/GMT-13",
+        "Etc/GMT-14",
+    ];
+    let now = jiff::Timestamp::now();
+    ZONES
+        .iter()
+        .copied()
+        .find(|z| (1..=6).contains(&now.in_tz(z).unwrap().hour()))
+        .expect("some zone is at night")
+}
+
+/// A zone where it is now between 10:00 and 18:59 local: inside the default window.
+pub fn day_zone() -> &'static str {
+    const ZONES: &[&str] = &[
+        "Etc/GMT+12",
+        "Etc/GMT+10",
+        "Etc/GMT+8",
+        "Etc/GMT+6",
+        "Etc/GMT+4",
+        "Etc/GMT+2",
+        "Etc/GMT",
+        "Etc/GMT-2",
+        "Etc/GMT-4",
+        "Etc/GMT-6",
+        "Etc/GMT-8",
+        "Etc/GMT-10",
+        "Etc/GMT-12",
+        "Etc/GMT-14",
+    ];
+    let now = jiff::Timestamp::now();
+    ZONES
+        .iter()
+        .copied()
+        .find(|z| (10..=18).contains(&now.in_tz(z).unwrap().hour()))
+        .expect("some zone is in the day")
+}
