@@ -166,20 +166,36 @@ enum TokenCommand {
 
 async fn open(db: &Db) -> anyhow_lite::Result<Engine> {
     let store: DynStore = if db.database_url.starts_with("sqlite:") {
-        Arc::new(SqliteStore::open(&db.database_url).await?)
+        Arc::new(
+            SqliteStore::open(&db.database_url)
+                .await
+                .map_err(|e| format!("cannot open the database {}: {e}", db.database_url))?,
+        )
     } else {
         return Err(anyhow_lite::msg(format!(
             "unsupported database URL '{}': use sqlite://FILE",
             db.database_url
         )));
     };
-    store.migrate().await?;
+    store
+        .migrate()
+        .await
+        .map_err(|e| format!("cannot migrate the database {}: {e}", db.database_url))?;
     let config = Config {
         public_url: db.public_url.clone(),
         lease_ms: db.send_lease_secs as i64 * 1000,
         ..Config::default()
     };
     Ok(Engine::new(store, Arc::new(Outbox), config))
+}
+
+/// The file of a `sqlite:` URL (`sqlite://FILE`, `sqlite:FILE`, options after `?`); `None`
+/// for an in-memory database.
+fn sqlite_file(url: &str) -> Option<&str> {
+    let rest = url.strip_prefix("sqlite:")?;
+    let rest = rest.strip_prefix("//").unwrap_or(rest);
+    let path = rest.split('?').next().unwrap_or("");
+    (!path.is_empty() && path != ":memory:").then_some(path)
 }
 
 /// Tiny error plumbing for the binary: every failure prints one clear line.
@@ -240,14 +256,13 @@ async fn run(cli: Cli) -> anyhow_lite::Result<ExitCode> {
     match cli.command {
         Command::Serve { listen, demo, db } => {
             let engine = open(&db).await?;
-            if demo {
-                if let Some(token) = engine.seed_demo().await.map_err(|e| describe(&e))? {
+            if demo
+                && let Some(token) = engine.seed_demo().await.map_err(|e| describe(&e))? {
                     println!(
                         "Demo data created. Sign in as admin@example.com / relentless-demo (agents sam@example.com, riley@example.com)."
                     );
                     println!("Admin API token: {token}");
                 }
-            }
             let listener = tokio::net::TcpListener::bind(&listen)
                 .await
                 .map_err(|e| format!("cannot listen on {listen}: {e}"))?;
@@ -294,7 +309,13 @@ async fn run(cli: Cli) -> anyhow_lite::Result<ExitCode> {
                 })
                 .await
                 .map_err(|e| describe(&e))?;
-            println!("Team ready; admin {}. API token:", user.email);
+            if user.role != relentless_core::types::Role::Admin {
+                eprintln!(
+                    "note: {} already exists as {}; init leaves existing users as they are",
+                    user.email, user.role
+                );
+            }
+            println!("Team ready; {} ({}). API token:", user.email, user.role);
             println!("{token}");
             Ok(ExitCode::SUCCESS)
         }
@@ -388,6 +409,19 @@ async fn run(cli: Cli) -> anyhow_lite::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Backup { file, db } => {
+            // Backing up a mistyped URL would create an empty database and copy that.
+            if let Some(path) = sqlite_file(&db.database_url)
+                && !std::path::Path::new(path).exists() {
+                    return Err(format!(
+                        "there is no database at {path} (check --database-url / RELENTLESS_DATABASE_URL)"
+                    )
+                    .into());
+                }
+            if std::path::Path::new(&file).exists() {
+                return Err(
+                    format!("{file} already exists; a backup never overwrites a file").into(),
+                );
+            }
             let engine = open(&db).await?;
             engine.store.backup(&file).await?;
             println!("Backup written to {file}");

@@ -79,9 +79,9 @@ impl Engine {
             at: now,
         })
         .await?;
-        if let Some(touch_id) = task.touch_id {
-            if let Some(t) = tx.touch(touch_id).await? {
-                if t.status == TouchStatus::Scheduled {
+        if let Some(touch_id) = task.touch_id
+            && let Some(t) = tx.touch(touch_id).await?
+                && t.status == TouchStatus::Scheduled {
                     tx.touch_settle(
                         touch_id,
                         TouchStatus::Done,
@@ -92,8 +92,6 @@ impl Engine {
                     .await?;
                     settle_enrollments(tx.as_mut(), &team, &[t.enrollment_id], now).await?;
                 }
-            }
-        }
         if outcome == Outcome::Connected && task.kind != TaskKind::Reply {
             answer(
                 tx.as_mut(),

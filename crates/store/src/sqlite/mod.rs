@@ -84,10 +84,10 @@ struct SqliteTx {
 }
 
 fn map_unique(e: sqlx::Error, field: &str) -> StoreError {
-    if let sqlx::Error::Database(db) = &e {
-        if db.is_unique_violation() {
-            return StoreError::Conflict(field.to_string());
-        }
+    if let sqlx::Error::Database(db) = &e
+        && db.is_unique_violation()
+    {
+        return StoreError::Conflict(field.to_string());
     }
     StoreError::Database(e)
 }
