@@ -67,9 +67,10 @@ fn blocked_reason(lead: &Lead, ch: Channel) -> Option<&'static str> {
 /// The concrete channel for a `preferred` step: the lead's preference, else text, email, call.
 fn resolve_preferred(lead: &Lead) -> Channel {
     if let Some(p) = lead.preferred()
-        && blocked_reason(lead, p).is_none() {
-            return p;
-        }
+        && blocked_reason(lead, p).is_none()
+    {
+        return p;
+    }
     [Channel::Text, Channel::Email, Channel::Call]
         .into_iter()
         .find(|c| blocked_reason(lead, *c).is_none())

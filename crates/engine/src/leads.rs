@@ -208,18 +208,22 @@ async fn apply_input(
 ) -> Result<()> {
     let mut errs = Errors(input.parse_errors.clone());
     if let Some(n) = &input.name
-        && input.first_name.is_none() && input.last_name.is_none()
-            && let Some(n) = errs.check("name", validate::name(n)) {
-                (lead.first_name, lead.last_name) = split_name(&n);
-            }
+        && input.first_name.is_none()
+        && input.last_name.is_none()
+        && let Some(n) = errs.check("name", validate::name(n))
+    {
+        (lead.first_name, lead.last_name) = split_name(&n);
+    }
     if let Some(v) = &input.first_name
-        && let Some(v) = errs.check("first_name", validate::name(v)) {
-            lead.first_name = v;
-        }
+        && let Some(v) = errs.check("first_name", validate::name(v))
+    {
+        lead.first_name = v;
+    }
     if let Some(v) = &input.last_name
-        && let Some(v) = errs.check("last_name", validate::name(v)) {
-            lead.last_name = v;
-        }
+        && let Some(v) = errs.check("last_name", validate::name(v))
+    {
+        lead.last_name = v;
+    }
     if let Some(v) = &input.email {
         lead.email = match v {
             None => None,
@@ -236,10 +240,9 @@ async fn apply_input(
         lead.phone_bad = false;
     }
     match &input.timezone {
-        Some(tz) if !tz.is_empty()
-            && errs.check("timezone", validate::timezone(tz)).is_some() => {
-                lead.timezone = tz.trim().to_string();
-            }
+        Some(tz) if !tz.is_empty() && errs.check("timezone", validate::timezone(tz)).is_some() => {
+            lead.timezone = tz.trim().to_string();
+        }
         _ if creating || (phone_changed && input.timezone.is_none()) => {
             // Explicit zone, else the one zone the phone number's prefix maps to, else the team's.
             lead.timezone = lead
@@ -276,13 +279,15 @@ async fn apply_input(
         }
     }
     if let Some(v) = &input.level
-        && let Some(l) = errs.check("level", v.parse::<Level>().map_err(|e| e.to_string())) {
-            lead.level = l;
-        }
+        && let Some(l) = errs.check("level", v.parse::<Level>().map_err(|e| e.to_string()))
+    {
+        lead.level = l;
+    }
     if let Some(v) = &input.stage
-        && let Some(s) = errs.check("stage", v.parse::<Stage>().map_err(|e| e.to_string())) {
-            lead.stage = s;
-        }
+        && let Some(s) = errs.check("stage", v.parse::<Stage>().map_err(|e| e.to_string()))
+    {
+        lead.stage = s;
+    }
     if let Some(v) = &input.preferred_channel {
         lead.preferred_channel = match v {
             None => None,
@@ -408,9 +413,10 @@ impl Engine {
         let mut lead = blank_lead(&team, now);
         apply_input(tx.as_mut(), &team, &mut lead, &input, true).await?;
         if let Some(p) = plan
-            && tx.plan(p).await?.is_none() {
-                return Err(Error::field("plan", format!("there is no plan '{p}'")));
-            }
+            && tx.plan(p).await?.is_none()
+        {
+            return Err(Error::field("plan", format!("there is no plan '{p}'")));
+        }
         let email_key = lead.email.as_ref().map(|e| e.to_lowercase());
         let mut fx = Effects::default();
         if let Some(mut existing) = tx
@@ -459,14 +465,16 @@ impl Engine {
         }
         // Erased leads stay opted out (SPEC §5.8).
         if let Some(p) = &lead.phone
-            && tx.is_suppressed(&suppression_hash("phone", p)).await? {
-                lead.sms_opt_out = true;
-                lead.do_not_call = true;
-            }
+            && tx.is_suppressed(&suppression_hash("phone", p)).await?
+        {
+            lead.sms_opt_out = true;
+            lead.do_not_call = true;
+        }
         if let Some(e) = &email_key
-            && tx.is_suppressed(&suppression_hash("email", e)).await? {
-                lead.email_opt_out = true;
-            }
+            && tx.is_suppressed(&suppression_hash("email", e)).await?
+        {
+            lead.email_opt_out = true;
+        }
         if lead.assigned_to.is_none() {
             lead.assigned_to = assign(tx.as_mut(), actor).await?;
         }
@@ -905,9 +913,10 @@ fn visible(lead: Option<Lead>, user: &User) -> Result<Lead> {
 /// SPEC §6: the creating agent, else round-robin among active agents, else an admin.
 async fn assign(tx: &mut dyn Tx, actor: Option<&User>) -> Result<Option<i64>> {
     if let Some(a) = actor
-        && a.role == Role::Agent {
-            return Ok(Some(a.id));
-        }
+        && a.role == Role::Agent
+    {
+        return Ok(Some(a.id));
+    }
     let users = tx.users().await?;
     let agents: Vec<&User> = users
         .iter()

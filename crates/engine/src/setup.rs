@@ -210,9 +210,10 @@ pub fn check_template(spec: &TemplateSpec) -> Result<()> {
         _ => {}
     }
     if let Some(v) = &spec.voicemail
-        && let Err(e) = template::check(v) {
-            errs.add("voicemail", e.message);
-        }
+        && let Err(e) = template::check(v)
+    {
+        errs.add("voicemail", e.message);
+    }
     if spec.channel == relentless_core::types::Channel::Preferred {
         errs.add("channel", "a template is for one concrete channel");
     }

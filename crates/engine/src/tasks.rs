@@ -81,17 +81,18 @@ impl Engine {
         .await?;
         if let Some(touch_id) = task.touch_id
             && let Some(t) = tx.touch(touch_id).await?
-                && t.status == TouchStatus::Scheduled {
-                    tx.touch_settle(
-                        touch_id,
-                        TouchStatus::Done,
-                        None,
-                        outreach.then_some(lead.attempts),
-                        now,
-                    )
-                    .await?;
-                    settle_enrollments(tx.as_mut(), &team, &[t.enrollment_id], now).await?;
-                }
+            && t.status == TouchStatus::Scheduled
+        {
+            tx.touch_settle(
+                touch_id,
+                TouchStatus::Done,
+                None,
+                outreach.then_some(lead.attempts),
+                now,
+            )
+            .await?;
+            settle_enrollments(tx.as_mut(), &team, &[t.enrollment_id], now).await?;
+        }
         if outcome == Outcome::Connected && task.kind != TaskKind::Reply {
             answer(
                 tx.as_mut(),

@@ -5,9 +5,9 @@ use relentless_engine::channels::outbox::Outbox;
 use relentless_engine::dispatch::Dispatcher;
 use relentless_engine::leads::{LeadInput, Origin};
 use relentless_engine::setup::InitInput;
-use relentless_engine::{now_ms, Config, Engine};
-use relentless_store::sqlite::SqliteStore;
+use relentless_engine::{Config, Engine, now_ms};
 use relentless_store::Store;
+use relentless_store::sqlite::SqliteStore;
 use std::collections::HashSet;
 use std::sync::Arc;
 
@@ -17,11 +17,26 @@ async fn engines(dir: &tempfile::TempDir, lease_ms: i64) -> (Engine, Engine) {
     let mk = || async {
         let s = Arc::new(SqliteStore::open(&url).await.unwrap());
         s.migrate().await.unwrap();
-        Engine::new(s, Arc::new(Outbox), Config { batch: 7, lease_ms, ..Config::default() })
+        Engine::new(
+            s,
+            Arc::new(Outbox),
+            Config {
+                batch: 7,
+                lease_ms,
+                ..Config::default()
+            },
+        )
     };
     let a = mk().await;
     let b = mk().await;
-    a.init(InitInput { admin_email: "admin@example.com".into(), admin_password: None, team_name: None, address: None }).await.unwrap();
+    a.init(InitInput {
+        admin_email: "admin@example.com".into(),
+        admin_password: None,
+        team_name: None,
+        address: None,
+    })
+    .await
+    .unwrap();
     (a, b)
 }
 
@@ -40,15 +55,25 @@ async fn due_emails(e: &Engine, leads: usize) -> usize {
     .unwrap();
     tx.commit().await.unwrap();
     for i in 0..leads {
-        let input = LeadInput { email: Some(Some(format!("race{i}@example.com"))), ..Default::default() };
-        e.create_lead(None, input, Origin::Import, Some("burst")).await.unwrap();
+        let input = LeadInput {
+            email: Some(Some(format!("race{i}@example.com"))),
+            ..Default::default()
+        };
+        e.create_lead(None, input, Origin::Import, Some("burst"))
+            .await
+            .unwrap();
     }
     leads * 2
 }
 
 async fn outbox_touch_ids(e: &Engine) -> Vec<i64> {
     let mut tx = e.store.read().await.unwrap();
-    tx.outbox(None, None, 100_000).await.unwrap().into_iter().filter_map(|m| m.touch_id).collect()
+    tx.outbox(None, None, 100_000)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter_map(|m| m.touch_id)
+        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -72,11 +97,19 @@ async fn racing_dispatchers_send_each_touch_once() {
     };
     let (x, y) = (run(a.clone()), run(b.clone()));
     let (x, y) = (x.await.unwrap(), y.await.unwrap());
-    assert_eq!(x + y, total, "every touch sent exactly once between them ({x} + {y})");
+    assert_eq!(
+        x + y,
+        total,
+        "every touch sent exactly once between them ({x} + {y})"
+    );
     assert!(x > 0 && y > 0, "both dispatchers took part ({x}, {y})");
     let ids = outbox_touch_ids(&a).await;
     assert_eq!(ids.len(), total);
-    assert_eq!(ids.iter().collect::<HashSet<_>>().len(), total, "no touch in the outbox twice");
+    assert_eq!(
+        ids.iter().collect::<HashSet<_>>().len(),
+        total,
+        "no touch in the outbox twice"
+    );
 }
 
 #[tokio::test]
@@ -87,7 +120,10 @@ async fn killed_between_claim_and_send_becomes_uncertain_not_resent() {
     // "Process A" claims a batch and dies before sending: exactly the state a kill -9 leaves.
     let mut tx = a.store.write().await.unwrap();
     let now = now_ms();
-    let claimed = tx.claim_due(now, 2, "dead-worker", now + 200).await.unwrap();
+    let claimed = tx
+        .claim_due(now, 2, "dead-worker", now + 200)
+        .await
+        .unwrap();
     tx.commit().await.unwrap();
     assert_eq!(claimed.len(), 2);
     drop(a);
@@ -111,11 +147,17 @@ async fn killed_between_claim_and_send_becomes_uncertain_not_resent() {
         assert_eq!(t.status, relentless_core::types::TouchStatus::Uncertain);
         assert!(t.reason.unwrap().contains("not resent"));
         let timeline = tx.timeline(t.lead_id, None, 50).await.unwrap();
-        assert!(timeline.iter().any(|a| a.kind == "touch_uncertain"), "shown to the agent on the timeline");
+        assert!(
+            timeline.iter().any(|a| a.kind == "touch_uncertain"),
+            "shown to the agent on the timeline"
+        );
     }
     drop(tx);
     let ids = outbox_touch_ids(&b).await;
-    assert!(claimed.iter().all(|t| !ids.contains(&t.id)), "an uncertain touch is never sent blindly");
+    assert!(
+        claimed.iter().all(|t| !ids.contains(&t.id)),
+        "an uncertain touch is never sent blindly"
+    );
 }
 
 #[tokio::test]
@@ -125,10 +167,20 @@ async fn a_touch_still_within_its_lease_is_left_alone() {
     due_emails(&a, 1).await;
     let mut tx = a.store.write().await.unwrap();
     let now = now_ms();
-    let claimed = tx.claim_due(now, 1, "busy-worker", now + 60_000).await.unwrap();
+    let claimed = tx
+        .claim_due(now, 1, "busy-worker", now + 60_000)
+        .await
+        .unwrap();
     tx.commit().await.unwrap();
     let r = Dispatcher::new(b.clone()).tick().await.unwrap();
-    assert_eq!((r.claimed, r.uncertain), (1, 0), "only the other touch is claimed; the leased one is not touched");
+    assert_eq!(
+        (r.claimed, r.uncertain),
+        (1, 0),
+        "only the other touch is claimed; the leased one is not touched"
+    );
     let mut tx = b.store.read().await.unwrap();
-    assert_eq!(tx.touch(claimed[0].id).await.unwrap().unwrap().status, relentless_core::types::TouchStatus::Sending);
+    assert_eq!(
+        tx.touch(claimed[0].id).await.unwrap().unwrap().status,
+        relentless_core::types::TouchStatus::Sending
+    );
 }

@@ -33,7 +33,9 @@ pub fn router(state: AppState) -> Router {
         .nest("/api/v1", api::routes())
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
-        .fallback(|| async { error::ApiError::not_found() })
+        .fallback(|| async {
+            error::ApiError::new(StatusCode::NOT_FOUND, "Not found", "no such route")
+        })
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         // A panic in a handler is a 500 problem; its transaction was never committed.
         .layer(CatchPanicLayer::custom(|_| {

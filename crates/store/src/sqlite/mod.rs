@@ -17,6 +17,7 @@ macro_rules! sql {
 pub struct SqliteStore {
     writer: SqlitePool,
     reader: SqlitePool,
+    url: String,
 }
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
@@ -44,7 +45,16 @@ impl SqliteStore {
             .acquire_timeout(Duration::from_secs(30))
             .connect_with(opts.read_only(false))
             .await?;
-        Ok(SqliteStore { writer, reader })
+        Ok(SqliteStore {
+            writer,
+            reader,
+            url: url.to_string(),
+        })
+    }
+
+    /// The URL this store was opened with.
+    pub fn url(&self) -> String {
+        self.url.clone()
     }
 }
 

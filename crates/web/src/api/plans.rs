@@ -88,12 +88,13 @@ pub async fn put_plan(
             ),
         ] {
             if let Some(t) = t
-                && tx.template(t).await?.is_none() {
-                    errors.push(FieldError::new(
-                        field,
-                        format!("there is no template '{t}'"),
-                    ));
-                }
+                && tx.template(t).await?.is_none()
+            {
+                errors.push(FieldError::new(
+                    field,
+                    format!("there is no template '{t}'"),
+                ));
+            }
         }
     }
     if !errors.is_empty() {
@@ -169,12 +170,13 @@ pub async fn put_template(
     }
     let mut tx = state.engine.store.write().await?;
     if body.get("channel").is_none()
-        && let Some(existing) = tx.template(&slug).await? {
-            body["channel"] = json!(existing.channel);
-            if body.get("name").is_none() {
-                body["name"] = json!(existing.name);
-            }
+        && let Some(existing) = tx.template(&slug).await?
+    {
+        body["channel"] = json!(existing.channel);
+        if body.get("name").is_none() {
+            body["name"] = json!(existing.name);
         }
+    }
     let spec: TemplateSpec =
         serde_json::from_value(body).map_err(|e| ApiError::field("template", e.to_string()))?;
     if spec.slug != slug {

@@ -1,0 +1,230 @@
+//! SPEC §5 rules exercised on the engine with a real SQLite file.
+
+use relentless_core::types::*;
+use relentless_engine::channels::outbox::Outbox;
+use relentless_engine::dispatch::Dispatcher;
+use relentless_engine::leads::{LeadInput, Origin};
+use relentless_engine::setup::{InitInput, UserInput};
+use relentless_engine::{Config, Engine, now_ms};
+use relentless_store::sqlite::SqliteStore;
+use relentless_store::*;
+use std::sync::Arc;
+
+async fn engine(dir: &tempfile::TempDir) -> (Engine, User) {
+    let s = Arc::new(
+        SqliteStore::open(&format!("sqlite://{}/r.db", dir.path().display()))
+            .await
+            .unwrap(),
+    );
+    s.migrate().await.unwrap();
+    let e = Engine::new(s, Arc::new(Outbox), Config::default());
+    let (admin, _) = e
+        .init(InitInput {
+            admin_email: "boss@example.com".into(),
+            admin_password: None,
+            team_name: None,
+            address: None,
+        })
+        .await
+        .unwrap();
+    (e, admin)
+}
+
+#[tokio::test]
+async fn an_hour_overdue_call_on_a_hot_lead_notifies_the_admins() {
+    let dir = tempfile::tempdir().unwrap();
+    let (e, admin) = engine(&dir).await;
+    let agent = e
+        .add_user(UserInput {
+            email: Some("a@example.com".into()),
+            name: Some("A".into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let input = LeadInput {
+        email: Some(Some("hot@example.com".into())),
+        level: Some("hot".into()),
+        ..Default::default()
+    };
+    let lead = e
+        .create_lead(Some(&agent), input, Origin::Import, None)
+        .await
+        .unwrap()
+        .lead;
+    let cold = LeadInput {
+        email: Some(Some("cold@example.com".into())),
+        level: Some("cold".into()),
+        ..Default::default()
+    };
+    let cold = e
+        .create_lead(Some(&agent), cold, Origin::Import, None)
+        .await
+        .unwrap()
+        .lead;
+    let mut tx = e.store.write().await.unwrap();
+    let now = now_ms();
+    for (l, overdue_min) in [(lead.id, 61), (lead.id, 30), (cold.id, 120)] {
+        let t = NewTask {
+            lead_id: l,
+            touch_id: None,
+            assignee_id: Some(agent.id),
+            kind: TaskKind::Call,
+            due_at: now - overdue_min * 60_000,
+            script: "call".into(),
+            voicemail: None,
+        };
+        tx.task_insert(&t, now).await.unwrap();
+    }
+    tx.commit().await.unwrap();
+    let mut live = e.bus.subscribe();
+    let mut d = Dispatcher::new(e.clone());
+    d.tick().await.unwrap();
+    let mut tx = e.store.read().await.unwrap();
+    let notes = tx.notifications_after(admin.id, 0, 10).await.unwrap();
+    assert_eq!(
+        notes.len(),
+        1,
+        "only the hot lead's call over 60 minutes: {notes:?}"
+    );
+    assert_eq!(
+        (notes[0].event.as_str(), notes[0].lead_id),
+        ("escalation", Some(lead.id))
+    );
+    assert!(
+        notes[0].detail.contains("61 minutes overdue"),
+        "{}",
+        notes[0].detail
+    );
+    assert_eq!(
+        live.try_recv().unwrap().event,
+        "escalation",
+        "published live too"
+    );
+    drop(tx);
+    // Escalated once, not every minute.
+    Dispatcher::new(e.clone()).tick().await.unwrap();
+    let mut tx = e.store.read().await.unwrap();
+    assert_eq!(
+        tx.notifications_after(admin.id, 0, 10).await.unwrap().len(),
+        1
+    );
+}
+
+#[tokio::test]
+async fn a_reply_stops_every_plan_and_learns_the_channel() {
+    let dir = tempfile::tempdir().unwrap();
+    let (e, _admin) = engine(&dir).await;
+    let input = LeadInput {
+        email: Some(Some("r@example.com".into())),
+        phone: Some(Some("+15125550170".into())),
+        ..Default::default()
+    };
+    let lead = e
+        .create_lead(None, input, Origin::Api, None)
+        .await
+        .unwrap()
+        .lead;
+    e.record_reply(lead.id, Channel::Email, "Sounds good, what times work?")
+        .await
+        .unwrap();
+    let mut tx = e.store.read().await.unwrap();
+    let l = tx.lead(lead.id).await.unwrap().unwrap();
+    assert_eq!(
+        (l.stage, l.preferred_channel.as_deref(), l.next_touch_at),
+        (Stage::Contacted, Some("email"), None)
+    );
+    for en in tx.enrollments(lead.id).await.unwrap() {
+        assert_eq!(
+            (en.state, en.reason.as_deref()),
+            (EnrollmentState::Stopped, Some("replied"))
+        );
+    }
+    let tasks = tx
+        .tasks(&TaskFilter {
+            lead_id: Some(lead.id),
+            status: Some(TaskStatus::Open),
+            limit: 10,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert!(
+        tasks
+            .iter()
+            .any(|t| t.kind == TaskKind::Reply && t.script.contains("what times work")),
+        "{tasks:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_due_call_step_becomes_a_task_for_the_agent_who_is_told() {
+    let dir = tempfile::tempdir().unwrap();
+    let (e, _) = engine(&dir).await;
+    let agent = e
+        .add_user(UserInput {
+            email: Some("caller@example.com".into()),
+            name: Some("Cal Caller".into()),
+            phone: Some("+15125550171".into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let mut tx = e.store.write().await.unwrap();
+    tx.plan_save(&PlanRow { slug: "call-now".into(), name: "Call now".into(), version: 1, source: "slug='call-now'\nname='Call now'\n[[steps]]\nafter='+0m'\nchannel='task'\ntemplate='meeting-promised-answer'\n".into(), updated_at: 0 }).await.unwrap();
+    tx.commit().await.unwrap();
+    // A zone where it is daytime now, so the task is due at once whatever time CI runs.
+    let zone = [
+        "Etc/GMT+10",
+        "Etc/GMT+6",
+        "Etc/GMT+2",
+        "Etc/GMT-2",
+        "Etc/GMT-6",
+        "Etc/GMT-10",
+        "Etc/GMT-14",
+    ]
+    .into_iter()
+    .find(|z| (10..=17).contains(&jiff::Timestamp::now().in_tz(z).unwrap().hour()))
+    .unwrap();
+    let input = LeadInput {
+        first_name: Some("Tia".into()),
+        email: Some(Some("tia@example.com".into())),
+        timezone: Some(zone.into()),
+        ..Default::default()
+    };
+    let lead = e
+        .create_lead(Some(&agent), input, Origin::Import, Some("call-now"))
+        .await
+        .unwrap()
+        .lead;
+    let r = Dispatcher::new(e.clone()).tick().await.unwrap();
+    assert_eq!(r.tasks, 1);
+    let mut tx = e.store.read().await.unwrap();
+    let tasks = tx
+        .tasks(&TaskFilter {
+            assignee_id: Some(agent.id),
+            status: Some(TaskStatus::Open),
+            limit: 10,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(tasks.len(), 1);
+    assert!(
+        tasks[0].script.contains("Hi Tia, it's Cal"),
+        "rendered word-for-word script: {}",
+        tasks[0].script
+    );
+    let touch = tx.touches_for_lead(lead.id).await.unwrap().remove(0);
+    assert_eq!(
+        (touch.status, touch.task_id),
+        (TouchStatus::Scheduled, Some(tasks[0].id)),
+        "an open task is not an attempt yet"
+    );
+    assert_eq!(tx.lead(lead.id).await.unwrap().unwrap().attempts, 0);
+    let notes = tx.notifications_after(agent.id, 0, 10).await.unwrap();
+    assert_eq!(notes[0].event, "task_due");
+    // A second tick does not create a second task for the same touch.
+    drop(tx);
+    assert_eq!(Dispatcher::new(e.clone()).tick().await.unwrap().claimed, 0);
+}
