@@ -44,6 +44,72 @@ fn decode(bytes: &[u8]) -> String {
     }
 }
 
+/// The physical line (1-based) of every byte offset: the offsets of the file's `\n` bytes.
+struct Lines(Vec<usize>);
+
+impl Lines {
+    fn new(text: &[u8]) -> Lines {
+        Lines(
+            text.iter()
+                .enumerate()
+                .filter(|(_, b)| **b == b'\n')
+                .map(|(i, _)| i)
+                .collect(),
+        )
+    }
+
+    /// The line a record starting at `byte` is on. The CSV reader ends a record at the `\r` of
+    /// a `\r\n` and starts the next one at the `\n`, so line ends before the first real byte
+    /// are skipped: counting the reader's own line numbers is off by one per CRLF file.
+    fn of(&self, text: &[u8], byte: usize) -> u64 {
+        let mut b = byte;
+        while matches!(text.get(b), Some(b'\r' | b'\n')) {
+            b += 1;
+        }
+        self.0.partition_point(|&nl| nl < b) as u64 + 1
+    }
+}
+
+/// The line of a quoted field that is never closed, if any. The CSV reader would silently take
+/// the rest of the file as that one field (and import it into a lead's notes), so the whole
+/// file is refused instead. Follows the reader's rules: a quote opens a quoted field only at
+/// the start of a field; inside one, `""` is a literal quote and a lone `"` closes it.
+fn unterminated_quote(text: &[u8]) -> Option<u64> {
+    let (mut line, mut opened_on) = (1u64, 0u64);
+    let (mut field_start, mut quoted) = (true, false);
+    let mut i = 0;
+    while i < text.len() {
+        let c = text[i];
+        if quoted {
+            if c == b'"' {
+                if text.get(i + 1) == Some(&b'"') {
+                    i += 1;
+                } else {
+                    quoted = false;
+                    field_start = false;
+                }
+            } else if c == b'\n' {
+                line += 1;
+            }
+        } else {
+            match c {
+                b'"' if field_start => {
+                    quoted = true;
+                    opened_on = line;
+                }
+                b',' | b'\r' => field_start = true,
+                b'\n' => {
+                    line += 1;
+                    field_start = true;
+                }
+                _ => field_start = false,
+            }
+        }
+        i += 1;
+    }
+    quoted.then_some(opened_on)
+}
+
 pub async fn run(
     engine: &Engine,
     file: &str,
@@ -52,6 +118,24 @@ pub async fn run(
 ) -> Result<ExitCode, Box<dyn std::error::Error + Send + Sync>> {
     let bytes = std::fs::read(file).map_err(|e| format!("cannot read {file}: {e}"))?;
     let text = decode(&bytes);
+    if let Some(line) = unterminated_quote(text.as_bytes()) {
+        return Err(format!(
+            "{file}: line {line}: a quoted field starts here and is never closed (a '\"' is missing); nothing was imported"
+        )
+        .into());
+    }
+    {
+        let mut tx = engine.store.read().await?;
+        if tx.team().await?.is_none() {
+            return Err("the team is not set up yet: run `relentless init` first".into());
+        }
+        if let Some(p) = plan
+            && tx.plan(p).await?.is_none()
+        {
+            return Err(format!("plan: there is no plan '{p}'; nothing was imported").into());
+        }
+    }
+    let lines = Lines::new(text.as_bytes());
     let mut rdr = csv::ReaderBuilder::new()
         .flexible(true)
         .from_reader(text.as_bytes());
@@ -77,7 +161,7 @@ pub async fn run(
     let (mut ok, mut bad, mut merged) = (0u64, 0u64, 0u64);
     let mut record = csv::StringRecord::new();
     loop {
-        let line = rdr.position().line();
+        let line = lines.of(text.as_bytes(), rdr.position().byte() as usize);
         match rdr.read_record(&mut record) {
             Ok(false) => break,
             Ok(true) => {}
@@ -88,7 +172,10 @@ pub async fn run(
                 continue;
             }
         }
-        let line = record.position().map(|p| p.line()).unwrap_or(line);
+        let line = record
+            .position()
+            .map(|p| lines.of(text.as_bytes(), p.byte() as usize))
+            .unwrap_or(line);
         if record.iter().all(|f| f.trim().is_empty()) {
             continue;
         }
@@ -136,7 +223,9 @@ pub async fn run(
                     .iter()
                     .map(|f| format!("{}: {}", f.field, f.message))
                     .collect::<Vec<_>>()
-                    .join("; ");
+                    .join("; ")
+                    .replace('\r', "\\r")
+                    .replace('\n', "\\n");
                 bar.suspend(|| eprintln!("line {line}: {why}"));
             }
         }

@@ -256,13 +256,12 @@ async fn run(cli: Cli) -> anyhow_lite::Result<ExitCode> {
     match cli.command {
         Command::Serve { listen, demo, db } => {
             let engine = open(&db).await?;
-            if demo
-                && let Some(token) = engine.seed_demo().await.map_err(|e| describe(&e))? {
-                    println!(
-                        "Demo data created. Sign in as admin@example.com / relentless-demo (agents sam@example.com, riley@example.com)."
-                    );
-                    println!("Admin API token: {token}");
-                }
+            if demo && let Some(token) = engine.seed_demo().await.map_err(|e| describe(&e))? {
+                println!(
+                    "Demo data created. Sign in as admin@example.com / relentless-demo (agents sam@example.com, riley@example.com)."
+                );
+                println!("Admin API token: {token}");
+            }
             let listener = tokio::net::TcpListener::bind(&listen)
                 .await
                 .map_err(|e| format!("cannot listen on {listen}: {e}"))?;
@@ -411,12 +410,13 @@ async fn run(cli: Cli) -> anyhow_lite::Result<ExitCode> {
         Command::Backup { file, db } => {
             // Backing up a mistyped URL would create an empty database and copy that.
             if let Some(path) = sqlite_file(&db.database_url)
-                && !std::path::Path::new(path).exists() {
-                    return Err(format!(
+                && !std::path::Path::new(path).exists()
+            {
+                return Err(format!(
                         "there is no database at {path} (check --database-url / RELENTLESS_DATABASE_URL)"
                     )
                     .into());
-                }
+            }
             if std::path::Path::new(&file).exists() {
                 return Err(
                     format!("{file} already exists; a backup never overwrites a file").into(),

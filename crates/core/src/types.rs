@@ -94,6 +94,12 @@ wire_enum!(
     EventKind { Engagement => "engagement", Reply => "reply", TaskDue => "task_due", Escalation => "escalation" }
 );
 
+impl Default for Channel {
+    fn default() -> Self {
+        Channel::Text
+    }
+}
+
 impl Channel {
     /// Text and email are sent by the engine; the rest become tasks for the agent.
     pub fn is_automatic(self) -> bool {

@@ -585,6 +585,8 @@ fn decide(
                     to,
                     subject,
                     body,
+                    from_name: ctx.agent.name.clone(),
+                    ..Default::default()
                 },
                 channel,
             }

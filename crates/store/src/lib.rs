@@ -203,6 +203,25 @@ pub trait Tx: Send {
     /// Demo data: moves a lead's creation, plans and touches `by_ms` into the past.
     async fn shift_lead_back(&mut self, lead_id: i64, by_ms: i64) -> Result<()>;
 
+    // channels
+    async fn tracking_insert(&mut self, t: &Tracking) -> Result<()>;
+    async fn tracking(&mut self, token: &str) -> Result<Option<Tracking>>;
+    /// Counts an open or a click on a token.
+    async fn tracking_hit(&mut self, token: &str, click: bool) -> Result<()>;
+    /// Records an inbound webhook's key; false when it was seen before (a replay).
+    async fn inbound_first_time(&mut self, key: &str, now: Millis) -> Result<bool>;
+    async fn touch_by_provider_id(&mut self, provider_id: &str) -> Result<Option<Touch>>;
+    async fn touch_by_message_id(&mut self, message_id: &str) -> Result<Option<Touch>>;
+    async fn touch_set_message_id(&mut self, touch_id: i64, message_id: &str) -> Result<()>;
+    async fn touch_set_delivery(
+        &mut self,
+        touch_id: i64,
+        delivery: &str,
+        reason: Option<&str>,
+    ) -> Result<()>;
+    async fn video_insert(&mut self, v: &Video) -> Result<i64>;
+    async fn video(&mut self, id: i64) -> Result<Option<Video>>;
+
     // reports
     async fn report_rows(&mut self, since: Millis, now: Millis) -> Result<ReportRows>;
 }

@@ -341,3 +341,29 @@ pub struct ReportRows {
     pub overdue_by_agent: Vec<(String, i64)>,
     pub leads_below_8: i64,
 }
+
+/// A tracking token: the open pixel, click links and unsubscribe of one email, or a video page.
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
+pub struct Tracking {
+    pub token: String,
+    pub kind: String,
+    pub lead_id: i64,
+    pub touch_id: Option<i64>,
+    #[sqlx(json)]
+    pub links: Vec<String>,
+    pub video_id: Option<i64>,
+    pub opens: i64,
+    pub clicks: i64,
+    pub created_at: Millis,
+}
+
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
+pub struct Video {
+    pub id: i64,
+    pub lead_id: Option<i64>,
+    pub user_id: Option<i64>,
+    pub file: String,
+    pub content_type: String,
+    pub size: i64,
+    pub created_at: Millis,
+}

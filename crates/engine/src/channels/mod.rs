@@ -1,21 +1,35 @@
 //! Channels deliver automatic touches. Each channel is one folder; the built-in outbox
 //! records messages in the database and delivers nothing.
 
+pub mod email;
 pub mod outbox;
+pub mod sms;
 
 use async_trait::async_trait;
 use relentless_core::types::Channel as ChannelKind;
 use relentless_store::NewOutbox;
 
 /// A rendered message ready to go.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct Message {
     pub touch_id: Option<i64>,
     pub lead_id: i64,
     pub channel: ChannelKind,
+    /// E.164 phone for a text, address for an email.
     pub to: String,
     pub subject: Option<String>,
+    /// The plain-text body (for email: with the footer and unsubscribe link).
     pub body: String,
+    /// Email only: the HTML body (tracked links, open pixel).
+    pub html: Option<String>,
+    /// Email only: the display name in `From: "{from_name}" <EMAIL_FROM>` (the agent).
+    pub from_name: String,
+    /// Email only: `Reply-To` (`r+{token}@{reply domain}` or the agent's own address).
+    pub reply_to: Option<String>,
+    /// Email only: the `Message-ID`, derived from the touch so a retry is the same message.
+    pub message_id: Option<String>,
+    /// Extra headers, e.g. `List-Unsubscribe` and `List-Unsubscribe-Post`.
+    pub headers: Vec<(String, String)>,
 }
 
 /// What a channel did with a message.
@@ -44,4 +58,33 @@ pub trait Channel: Send + Sync + 'static {
     async fn send(&self, msg: &Message) -> Result<Sent, SendError>;
     /// Shown in logs and the outbox.
     fn name(&self) -> &'static str;
+}
+
+/// Routes each message to the channel for its kind: texts to `sms`, emails to `email`.
+pub struct Router {
+    pub email: std::sync::Arc<dyn Channel>,
+    pub sms: std::sync::Arc<dyn Channel>,
+}
+
+impl Router {
+    /// Both kinds to the built-in outbox.
+    pub fn outbox() -> Router {
+        Router {
+            email: std::sync::Arc::new(outbox::Outbox),
+            sms: std::sync::Arc::new(outbox::Outbox),
+        }
+    }
+}
+
+#[async_trait]
+impl Channel for Router {
+    async fn send(&self, msg: &Message) -> Result<Sent, SendError> {
+        match msg.channel {
+            ChannelKind::Email => self.email.send(msg).await,
+            _ => self.sms.send(msg).await,
+        }
+    }
+    fn name(&self) -> &'static str {
+        "router"
+    }
 }

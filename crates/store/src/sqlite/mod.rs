@@ -1068,6 +1068,100 @@ impl Tx for SqliteTx {
         Ok(())
     }
 
+    async fn tracking_insert(&mut self, t: &Tracking) -> Result<()> {
+        sqlx::query("INSERT INTO tracking (token, kind, lead_id, touch_id, links, video_id, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)")
+            .bind(&t.token)
+            .bind(&t.kind)
+            .bind(t.lead_id)
+            .bind(t.touch_id)
+            .bind(serde_json::to_string(&t.links).unwrap_or_else(|_| "[]".into()))
+            .bind(t.video_id)
+            .bind(t.created_at)
+            .execute(&mut *self.tx)
+            .await?;
+        Ok(())
+    }
+
+    async fn tracking(&mut self, token: &str) -> Result<Option<Tracking>> {
+        Ok(sqlx::query_as("SELECT token, kind, lead_id, touch_id, links, video_id, opens, clicks, created_at FROM tracking WHERE token = ?")
+            .bind(token)
+            .fetch_optional(&mut *self.tx)
+            .await?)
+    }
+
+    async fn tracking_hit(&mut self, token: &str, click: bool) -> Result<()> {
+        let q = if click {
+            "UPDATE tracking SET clicks = clicks + 1 WHERE token = ?"
+        } else {
+            "UPDATE tracking SET opens = opens + 1 WHERE token = ?"
+        };
+        sqlx::query(q).bind(token).execute(&mut *self.tx).await?;
+        Ok(())
+    }
+
+    async fn inbound_first_time(&mut self, key: &str, now: Millis) -> Result<bool> {
+        let r = sqlx::query("INSERT INTO inbound_seen (key, received_at) VALUES (?, ?) ON CONFLICT (key) DO NOTHING").bind(key).bind(now).execute(&mut *self.tx).await?;
+        Ok(r.rows_affected() == 1)
+    }
+
+    async fn touch_by_provider_id(&mut self, provider_id: &str) -> Result<Option<Touch>> {
+        Ok(sqlx::query_as(sql!(
+            "SELECT {TOUCH_COLS} FROM touches WHERE provider_id = ? LIMIT 1"
+        ))
+        .bind(provider_id)
+        .fetch_optional(&mut *self.tx)
+        .await?)
+    }
+
+    async fn touch_by_message_id(&mut self, message_id: &str) -> Result<Option<Touch>> {
+        Ok(sqlx::query_as(sql!(
+            "SELECT {TOUCH_COLS} FROM touches WHERE message_id = ? LIMIT 1"
+        ))
+        .bind(message_id)
+        .fetch_optional(&mut *self.tx)
+        .await?)
+    }
+
+    async fn touch_set_message_id(&mut self, touch_id: i64, message_id: &str) -> Result<()> {
+        sqlx::query("UPDATE touches SET message_id = ? WHERE id = ?")
+            .bind(message_id)
+            .bind(touch_id)
+            .execute(&mut *self.tx)
+            .await?;
+        Ok(())
+    }
+
+    async fn touch_set_delivery(
+        &mut self,
+        touch_id: i64,
+        delivery: &str,
+        reason: Option<&str>,
+    ) -> Result<()> {
+        sqlx::query("UPDATE touches SET delivery = ?, reason = COALESCE(?, reason) WHERE id = ?")
+            .bind(delivery)
+            .bind(reason)
+            .bind(touch_id)
+            .execute(&mut *self.tx)
+            .await?;
+        Ok(())
+    }
+
+    async fn video_insert(&mut self, v: &Video) -> Result<i64> {
+        Ok(sqlx::query_scalar("INSERT INTO videos (lead_id, user_id, file, content_type, size, created_at) VALUES (?, ?, ?, ?, ?, ?) RETURNING id")
+            .bind(v.lead_id)
+            .bind(v.user_id)
+            .bind(&v.file)
+            .bind(&v.content_type)
+            .bind(v.size)
+            .bind(v.created_at)
+            .fetch_one(&mut *self.tx)
+            .await?)
+    }
+
+    async fn video(&mut self, id: i64) -> Result<Option<Video>> {
+        Ok(sqlx::query_as("SELECT id, lead_id, user_id, file, content_type, size, created_at FROM videos WHERE id = ?").bind(id).fetch_optional(&mut *self.tx).await?)
+    }
+
     async fn report_rows(&mut self, since: Millis, now: Millis) -> Result<ReportRows> {
         let speed_to_lead = sqlx::query_scalar("SELECT (first_attempt_at - created_at) / 1000 FROM leads WHERE created_at >= ? AND first_attempt_at IS NOT NULL")
             .bind(since)

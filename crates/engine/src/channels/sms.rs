@@ -1,0 +1,1 @@
+//! Texts through Twilio (being written).
