@@ -232,6 +232,7 @@ impl Dispatcher {
         let mut tasks: Vec<(i64, NewTask, Channel)> = Vec::new();
         let mut holds: Vec<(i64, Millis, String)> = Vec::new();
         let mut blocked_leads: Vec<i64> = Vec::new();
+        let mut bad_addresses: Vec<(i64, Channel)> = Vec::new();
         for t in &claimed {
             let Some(lead) = leads.get(&t.lead_id) else {
                 continue;
@@ -284,6 +285,11 @@ impl Dispatcher {
                         Err(SendError::Permanent(why)) => {
                             result.status = TouchStatus::Failed;
                             result.reason = Some(why);
+                        }
+                        Err(SendError::BadAddress(why)) => {
+                            result.status = TouchStatus::Failed;
+                            result.reason = Some(why);
+                            bad_addresses.push((lead.id, channel));
                         }
                         Err(SendError::Unknown(why)) => {
                             result.status = TouchStatus::Uncertain;
@@ -370,6 +376,16 @@ impl Dispatcher {
         }
         for (id, due, reason) in &holds {
             tx.touch_reschedule(*id, *due, reason).await?;
+        }
+        for (lead_id, channel) in &bad_addresses {
+            if let Some(mut l) = tx.lead(*lead_id).await? {
+                match channel {
+                    Channel::Email => l.email_bad = true,
+                    _ => l.phone_bad = true,
+                }
+                l.updated_at = now;
+                tx.lead_save(&l).await?;
+            }
         }
         blocked_leads.sort_unstable();
         blocked_leads.dedup();

@@ -48,6 +48,10 @@ pub enum SendError {
     /// The provider refused it for good.
     #[error("refused: {0}")]
     Permanent(String),
+    /// The address itself is bad (an invalid or unreachable number, a mailbox that does not
+    /// exist): the lead's phone or email is flagged bad and the touch fails.
+    #[error("bad address: {0}")]
+    BadAddress(String),
     /// The request went out and no answer came: the message may have been sent.
     #[error("outcome unknown: {0}")]
     Unknown(String),
