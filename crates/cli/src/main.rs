@@ -3,7 +3,9 @@
 mod import;
 
 use clap::{Args, Parser, Subcommand};
-use relentless_engine::channels::outbox::Outbox;
+use relentless_engine::channels::Router;
+use relentless_engine::channels::email::SmtpChannel;
+use relentless_engine::channels::sms::{TwilioChannel, TwilioConfig};
 use relentless_engine::dispatch::Dispatcher;
 use relentless_engine::setup::{InitInput, UserInput};
 use relentless_engine::{Config, Engine};
@@ -26,14 +28,61 @@ struct Cli {
 /// Options every server-side command shares.
 #[derive(Args, Clone)]
 struct Db {
-    /// Database URL: sqlite://FILE (created on first start).
+    /// Database URL: sqlite://FILE (created on first start); also read from DATABASE_URL.
+    /// Default: sqlite://relentless.db in the working directory.
+    #[arg(long, global = true, env = "RELENTLESS_DATABASE_URL")]
+    database_url: Option<String>,
+    /// SMTP server for email, e.g. smtp://user:pass@host:587 (unset: emails go to the outbox).
     #[arg(
         long,
         global = true,
-        env = "RELENTLESS_DATABASE_URL",
-        default_value = "sqlite://relentless.db"
+        env = "RELENTLESS_SMTP_URL",
+        hide_env_values = true
     )]
-    database_url: String,
+    smtp_url: Option<String>,
+    /// The From address of emails; the display name is the agent's.
+    #[arg(
+        long,
+        global = true,
+        env = "RELENTLESS_EMAIL_FROM",
+        default_value = "relentless@localhost"
+    )]
+    email_from: String,
+    /// Twilio account SID (with the auth token and from number: texts go through Twilio).
+    #[arg(long, global = true, env = "RELENTLESS_TWILIO_ACCOUNT_SID")]
+    twilio_account_sid: Option<String>,
+    /// Twilio auth token: authenticates API calls and verifies webhook signatures.
+    #[arg(
+        long,
+        global = true,
+        env = "RELENTLESS_TWILIO_AUTH_TOKEN",
+        hide_env_values = true
+    )]
+    twilio_auth_token: Option<String>,
+    /// The Twilio number texts are sent from.
+    #[arg(long, global = true, env = "RELENTLESS_TWILIO_FROM")]
+    twilio_from: Option<String>,
+    #[arg(
+        long,
+        global = true,
+        env = "RELENTLESS_TWILIO_API_BASE",
+        default_value = "https://api.twilio.com"
+    )]
+    twilio_api_base: String,
+    /// Who confirms STOP: `app` (default) or `twilio` (Twilio's own opt-out replies).
+    #[arg(long, global = true, env = "RELENTLESS_TWILIO_OPT_OUT", default_value = "app", value_parser = ["app", "twilio"])]
+    twilio_opt_out: String,
+    /// The token the inbound-email webhook requires for replies.
+    #[arg(
+        long,
+        global = true,
+        env = "RELENTLESS_INBOUND_EMAIL_TOKEN",
+        hide_env_values = true
+    )]
+    inbound_email_token: Option<String>,
+    /// When set, emails carry Reply-To: r+{token}@{domain} (routed back to the inbound webhook).
+    #[arg(long, global = true, env = "RELENTLESS_REPLY_DOMAIN")]
+    reply_domain: Option<String>,
     /// Base URL of links in messages and webhooks.
     #[arg(
         long,
@@ -164,29 +213,73 @@ enum TokenCommand {
     },
 }
 
+impl Db {
+    fn url(&self) -> String {
+        self.database_url
+            .clone()
+            .or_else(|| std::env::var("DATABASE_URL").ok().filter(|v| !v.is_empty()))
+            .unwrap_or_else(|| "sqlite://relentless.db".into())
+    }
+
+    /// Texts and emails go to the configured providers; whatever is not configured (and
+    /// everything in demo mode) goes to the built-in outbox.
+    fn channels(&self, demo: bool) -> anyhow_lite::Result<Router> {
+        let mut router = Router::outbox();
+        if demo {
+            return Ok(router);
+        }
+        if let Some(url) = &self.smtp_url {
+            let smtp = SmtpChannel::from_url(url, &self.email_from)
+                .map_err(|e| format!("RELENTLESS_SMTP_URL: {e}"))?;
+            router.email = Arc::new(smtp);
+        }
+        match (&self.twilio_account_sid, &self.twilio_auth_token, &self.twilio_from) {
+            (Some(sid), Some(token), Some(from)) => {
+                let mut cfg = TwilioConfig::new(sid, token, from);
+                cfg.api_base = self.twilio_api_base.clone();
+                cfg.status_callback = Some(format!("{}/webhooks/twilio/status", self.public_url.trim_end_matches('/')));
+                router.sms = Arc::new(TwilioChannel::try_new(cfg).map_err(|e| format!("Twilio client: {e}"))?);
+            }
+            (None, None, None) | (None, Some(_), None) => {}
+            _ => return Err(anyhow_lite::msg("set all of RELENTLESS_TWILIO_ACCOUNT_SID, RELENTLESS_TWILIO_AUTH_TOKEN and RELENTLESS_TWILIO_FROM to send texts through Twilio".into())),
+        }
+        Ok(router)
+    }
+}
+
 async fn open(db: &Db) -> anyhow_lite::Result<Engine> {
-    let store: DynStore = if db.database_url.starts_with("sqlite:") {
+    open_with(db, false).await
+}
+
+async fn open_with(db: &Db, demo: bool) -> anyhow_lite::Result<Engine> {
+    let store: DynStore = if db.url().starts_with("sqlite:") {
         Arc::new(
-            SqliteStore::open(&db.database_url)
+            SqliteStore::open(&db.url())
                 .await
-                .map_err(|e| format!("cannot open the database {}: {e}", db.database_url))?,
+                .map_err(|e| format!("cannot open the database {}: {e}", db.url()))?,
         )
     } else {
         return Err(anyhow_lite::msg(format!(
             "unsupported database URL '{}': use sqlite://FILE",
-            db.database_url
+            db.url()
         )));
     };
     store
         .migrate()
         .await
-        .map_err(|e| format!("cannot migrate the database {}: {e}", db.database_url))?;
+        .map_err(|e| format!("cannot migrate the database {}: {e}", db.url()))?;
     let config = Config {
         public_url: db.public_url.clone(),
         lease_ms: db.send_lease_secs as i64 * 1000,
+        email_from: db.email_from.clone(),
+        reply_domain: db.reply_domain.clone(),
+        inbound_email_token: db.inbound_email_token.clone(),
+        twilio_auth_token: db.twilio_auth_token.clone(),
+        app_confirms_opt_out: db.twilio_opt_out == "app",
+        data_dir: db.data_dir.clone().into(),
         ..Config::default()
     };
-    Ok(Engine::new(store, Arc::new(Outbox), config))
+    Ok(Engine::new(store, Arc::new(db.channels(demo)?), config))
 }
 
 /// The file of a `sqlite:` URL (`sqlite://FILE`, `sqlite:FILE`, options after `?`); `None`
@@ -255,7 +348,7 @@ async fn main() -> ExitCode {
 async fn run(cli: Cli) -> anyhow_lite::Result<ExitCode> {
     match cli.command {
         Command::Serve { listen, demo, db } => {
-            let engine = open(&db).await?;
+            let engine = open_with(&db, demo).await?;
             if demo && let Some(token) = engine.seed_demo().await.map_err(|e| describe(&e))? {
                 println!(
                     "Demo data created. Sign in as admin@example.com / relentless-demo (agents sam@example.com, riley@example.com)."
@@ -265,7 +358,7 @@ async fn run(cli: Cli) -> anyhow_lite::Result<ExitCode> {
             let listener = tokio::net::TcpListener::bind(&listen)
                 .await
                 .map_err(|e| format!("cannot listen on {listen}: {e}"))?;
-            tracing::info!(listen = %listener.local_addr()?, database = %db.database_url, "relentless is serving");
+            tracing::info!(listen = %listener.local_addr()?, database = %db.url(), "relentless is serving");
             println!("Relentless is running at http://{}", listener.local_addr()?);
             let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
             let dispatcher = Dispatcher::new(engine.clone());
@@ -287,7 +380,7 @@ async fn run(cli: Cli) -> anyhow_lite::Result<ExitCode> {
         }
         Command::Worker { db } => {
             let engine = open(&db).await?;
-            tracing::info!(database = %db.database_url, "relentless worker dispatching");
+            tracing::info!(database = %db.url(), "relentless worker dispatching");
             Dispatcher::new(engine).run(shutdown_signal()).await;
             Ok(ExitCode::SUCCESS)
         }
@@ -409,7 +502,7 @@ async fn run(cli: Cli) -> anyhow_lite::Result<ExitCode> {
         }
         Command::Backup { file, db } => {
             // Backing up a mistyped URL would create an empty database and copy that.
-            if let Some(path) = sqlite_file(&db.database_url)
+            if let Some(path) = sqlite_file(&db.url())
                 && !std::path::Path::new(path).exists()
             {
                 return Err(format!(

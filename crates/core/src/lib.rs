@@ -5,10 +5,12 @@
 //! property-tested on its own. Storage, channels, HTTP and the CLI live in other crates.
 
 pub mod builtin;
+pub mod engagement;
 pub mod plan;
 pub mod rules;
 pub mod schedule;
 pub mod template;
+pub mod twilio;
 pub mod types;
 pub mod validate;
 

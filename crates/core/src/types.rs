@@ -94,6 +94,7 @@ wire_enum!(
     EventKind { Engagement => "engagement", Reply => "reply", TaskDue => "task_due", Escalation => "escalation" }
 );
 
+#[allow(clippy::derivable_impls)] // the enum comes from `wire_enum!`
 impl Default for Channel {
     fn default() -> Self {
         Channel::Text

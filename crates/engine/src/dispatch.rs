@@ -10,6 +10,7 @@
 //! become `uncertain` and are shown, never resent. The loop sleeps until the next due instant
 //! or until [`Engine::wake`] is rung (a touch was created), not on a fixed poll.
 
+use crate::channels::email::compose::{Footer, compose, list_unsubscribe_headers, message_id};
 use crate::channels::{Message, SendError};
 use crate::leads::{Effects, lead_tz, notify_user, settle_enrollments, stop_all};
 use crate::{Engine, Result, TeamCtx, now_ms, team_ctx, ts};
@@ -22,12 +23,23 @@ use std::future::Future;
 use std::time::Duration;
 
 /// What to do with one claimed touch.
+#[allow(clippy::large_enum_variant)] // one per claimed touch, short-lived: no need to box
 enum Action {
-    Send { msg: Message, channel: Channel },
-    Task { task: NewTask, channel: Channel },
+    Send {
+        msg: Message,
+        channel: Channel,
+        tracking: Option<Tracking>,
+    },
+    Task {
+        task: NewTask,
+        channel: Channel,
+    },
     Skip(String),
     Fail(String),
-    Hold { due: Millis, reason: String },
+    Hold {
+        due: Millis,
+        reason: String,
+    },
 }
 
 pub struct Dispatcher {
@@ -233,6 +245,7 @@ impl Dispatcher {
         let mut holds: Vec<(i64, Millis, String)> = Vec::new();
         let mut blocked_leads: Vec<i64> = Vec::new();
         let mut bad_addresses: Vec<(i64, Channel)> = Vec::new();
+        let mut actions: Vec<(&Touch, &Lead, Action)> = Vec::with_capacity(claimed.len());
         for t in &claimed {
             let Some(lead) = leads.get(&t.lead_id) else {
                 continue;
@@ -248,7 +261,34 @@ impl Dispatcher {
                 &templates,
                 extras.get(&t.id),
                 now,
+                &e.config,
             );
+            actions.push((t, lead, action));
+        }
+        // Tracking tokens and Message-IDs are stored before the message leaves, so an open or
+        // a reply that comes back at once finds them.
+        let tracked: Vec<(&Tracking, Option<&String>)> = actions
+            .iter()
+            .filter_map(|(_, _, a)| match a {
+                Action::Send {
+                    tracking: Some(tr),
+                    msg,
+                    ..
+                } => Some((tr, msg.message_id.as_ref())),
+                _ => None,
+            })
+            .collect();
+        if !tracked.is_empty() {
+            let mut tx = e.store.write().await?;
+            for (tr, mid) in &tracked {
+                tx.tracking_insert(tr).await?;
+                if let (Some(touch_id), Some(mid)) = (tr.touch_id, mid) {
+                    tx.touch_set_message_id(touch_id, mid).await?;
+                }
+            }
+            tx.commit().await?;
+        }
+        for (t, lead, action) in actions {
             let mut result = TouchResult {
                 touch_id: t.id,
                 lead_id: t.lead_id,
@@ -261,7 +301,7 @@ impl Dispatcher {
                 attempt: false,
             };
             match action {
-                Action::Send { msg, channel } => {
+                Action::Send { msg, channel, .. } => {
                     result.sent_channel = Some(channel);
                     result.subject = msg.subject.clone();
                     result.content = Some(msg.body.clone());
@@ -334,7 +374,7 @@ impl Dispatcher {
                 (TouchStatus::Sent, Some(ch)) => format!(
                     "{} sent{}",
                     capital(ch.as_str()),
-                    if e.channel.name() == "outbox" {
+                    if outbox.iter().any(|m| m.touch_id == Some(r.touch_id)) {
                         " to the outbox (not delivered)"
                     } else {
                         ""
@@ -518,6 +558,7 @@ fn decide(
     templates: &HashMap<String, Option<TemplateRow>>,
     extra: Option<&StepExtra>,
     now: Millis,
+    cfg: &crate::Config,
 ) -> Action {
     let fallback = extra.and_then(|x| x.fallback.as_ref());
     if let Some(en) = enrollment {
@@ -584,27 +625,68 @@ fn decide(
                 (None, Channel::Email) => Some(format!("A note from {}", ctx.agent.name)),
                 _ => None,
             };
-            let (to, body) = if channel == Channel::Email {
-                let footer = format!("\n\n--\n{}\n{}", team.team.name, team.team.postal_address);
-                (
-                    lead.email.clone().unwrap_or_default(),
-                    format!("{body}{footer}"),
-                )
-            } else {
-                (lead.phone.clone().unwrap_or_default(), body)
-            };
-            Action::Send {
-                msg: Message {
+            if channel == Channel::Text {
+                let msg = Message {
                     touch_id: Some(t.id),
                     lead_id: lead.id,
                     channel,
-                    to,
-                    subject,
+                    to: lead.phone.clone().unwrap_or_default(),
                     body,
                     from_name: ctx.agent.name.clone(),
                     ..Default::default()
-                },
+                };
+                return Action::Send {
+                    msg,
+                    channel,
+                    tracking: None,
+                };
+            }
+            let token = crate::random_token();
+            let base = cfg.base();
+            let unsubscribe_url = format!("{base}/u/{token}");
+            let footer = Footer {
+                team_name: &team.team.name,
+                postal_address: &team.team.postal_address,
+                unsubscribe_url: &unsubscribe_url,
+            };
+            let composed = compose(&body, &footer, Some(&format!("{base}/t/{token}")));
+            let domain = cfg
+                .email_from
+                .rsplit_once('@')
+                .map(|(_, d)| d.trim_end_matches('>'))
+                .unwrap_or("localhost");
+            let reply_to = match &cfg.reply_domain {
+                Some(d) => Some(format!("r+{token}@{d}")),
+                None => agent.map(|a| a.email.clone()),
+            };
+            let msg = Message {
+                touch_id: Some(t.id),
+                lead_id: lead.id,
                 channel,
+                to: lead.email.clone().unwrap_or_default(),
+                subject,
+                body: composed.text,
+                html: Some(composed.html),
+                from_name: ctx.agent.name.clone(),
+                reply_to,
+                message_id: Some(message_id(t.id, &cfg.public_url, domain)),
+                headers: list_unsubscribe_headers(&unsubscribe_url),
+            };
+            let tracking = Tracking {
+                token,
+                kind: "email".into(),
+                lead_id: lead.id,
+                touch_id: Some(t.id),
+                links: composed.links,
+                video_id: None,
+                opens: 0,
+                clicks: 0,
+                created_at: now,
+            };
+            Action::Send {
+                msg,
+                channel,
+                tracking: Some(tracking),
             }
         }
         _ => {

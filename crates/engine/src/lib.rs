@@ -11,10 +11,13 @@ pub mod channels;
 pub mod demo;
 pub mod dispatch;
 pub mod error;
+pub mod inbound;
+pub mod inbound_email;
 pub mod leads;
 pub mod reports;
 pub mod setup;
 pub mod tasks;
+pub mod videos;
 
 pub use error::{Error, FieldError, Result};
 
@@ -43,8 +46,20 @@ pub struct Config {
     pub lease_ms: i64,
     /// Touches claimed per batch.
     pub batch: i64,
-    /// Base of links in messages.
+    /// Base of links in messages (tracking, unsubscribe, video pages, webhooks).
     pub public_url: String,
+    /// The address emails are sent from: `From: "{agent name}" <email_from>`.
+    pub email_from: String,
+    /// When set, emails carry `Reply-To: r+{token}@{reply_domain}`; else the agent's address.
+    pub reply_domain: Option<String>,
+    /// The token the inbound-email webhook requires for replies.
+    pub inbound_email_token: Option<String>,
+    /// Verifies `X-Twilio-Signature` on Twilio webhooks; unset, they are refused.
+    pub twilio_auth_token: Option<String>,
+    /// Who confirms a STOP: the app (`true`, default) or Twilio's own opt-out handling.
+    pub app_confirms_opt_out: bool,
+    /// Uploaded videos live here.
+    pub data_dir: std::path::PathBuf,
 }
 
 impl Default for Config {
@@ -53,8 +68,26 @@ impl Default for Config {
             lease_ms: 60_000,
             batch: 500,
             public_url: "http://127.0.0.1:8080".into(),
+            email_from: "relentless@localhost".into(),
+            reply_domain: None,
+            inbound_email_token: None,
+            twilio_auth_token: None,
+            app_confirms_opt_out: true,
+            data_dir: "./relentless-data".into(),
         }
     }
+}
+
+impl Config {
+    /// The public URL without a trailing slash.
+    pub fn base(&self) -> &str {
+        self.public_url.trim_end_matches('/')
+    }
+}
+
+/// An unguessable token: 128 random bits as 32 hex characters.
+pub fn random_token() -> String {
+    hex::encode(rand::random::<[u8; 16]>())
 }
 
 /// The application: a store, a channel for automatic touches, the bus and the dispatcher's

@@ -208,6 +208,15 @@ pub trait Tx: Send {
     async fn tracking(&mut self, token: &str) -> Result<Option<Tracking>>;
     /// Counts an open or a click on a token.
     async fn tracking_hit(&mut self, token: &str, click: bool) -> Result<()>;
+    /// Records a click on link `n`; returns how many *other* links of the same message were
+    /// clicked within `window_ms` of it.
+    async fn click_record(
+        &mut self,
+        token: &str,
+        n: i64,
+        at: Millis,
+        window_ms: i64,
+    ) -> Result<i64>;
     /// Records an inbound webhook's key; false when it was seen before (a replay).
     async fn inbound_first_time(&mut self, key: &str, now: Millis) -> Result<bool>;
     async fn touch_by_provider_id(&mut self, provider_id: &str) -> Result<Option<Touch>>;

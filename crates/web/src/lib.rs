@@ -6,6 +6,8 @@ pub mod auth;
 pub mod error;
 pub mod json;
 pub mod openapi;
+pub mod tracking;
+pub mod webhooks;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
@@ -31,6 +33,8 @@ pub struct AppState {
 pub fn router(state: AppState) -> Router {
     Router::new()
         .nest("/api/v1", api::routes())
+        .merge(webhooks::routes())
+        .merge(tracking::routes())
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
         .fallback(|| async {

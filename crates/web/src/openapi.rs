@@ -137,7 +137,7 @@ pub fn document_value() -> Value {
         let params: Vec<Value> = path
             .split('/')
             .filter_map(|seg| seg.strip_prefix('{').and_then(|s| s.strip_suffix('}')))
-            .map(|name| json!({"name": name, "in": "path", "required": true, "schema": {"type": if name == "id" {"integer"} else {"string"}}}))
+            .map(|name| json!({"name": name, "in": "path", "required": true, "schema": {"type": if name == "id" || name == "video" {"integer"} else {"string"}}}))
             .collect();
         let mut responses = json!({
             ok.to_string(): {"description": "OK"},

@@ -947,7 +947,8 @@ async fn openapi_lists_exactly_the_routes_that_are_served() {
             let url = path
                 .replace("{id}", "999999")
                 .replace("{slug}", "no-such")
-                .replace("{plan}", "no-such");
+                .replace("{plan}", "no-such")
+                .replace("{video}", "999999");
             let m = reqwest::Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
             let mut req = app
                 .client

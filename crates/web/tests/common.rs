@@ -3,7 +3,6 @@
 
 #![allow(dead_code)]
 
-use relentless_engine::channels::outbox::Outbox;
 use relentless_engine::dispatch::Dispatcher;
 use relentless_engine::setup::InitInput;
 use relentless_engine::{Config, Engine};
@@ -24,13 +23,29 @@ pub struct TestApp {
 
 impl TestApp {
     pub async fn spawn() -> TestApp {
+        Self::spawn_with(
+            Config::default(),
+            Arc::new(relentless_engine::channels::Router::outbox()),
+        )
+        .await
+    }
+
+    /// With settings and a channel of the test's choosing; the public URL is the server's own.
+    pub async fn spawn_with(
+        mut config: Config,
+        channel: Arc<dyn relentless_engine::channels::Channel>,
+    ) -> TestApp {
         let dir = tempfile::tempdir().unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        config.public_url = base.clone();
+        config.data_dir = dir.path().join("data");
         let url = format!("sqlite://{}/test.db", dir.path().display());
         let store = Arc::new(SqliteStore::open(&url).await.unwrap());
         relentless_store::Store::migrate(store.as_ref())
             .await
             .unwrap();
-        let engine = Engine::new(store, Arc::new(Outbox), Config::default());
+        let engine = Engine::new(store, channel, config);
         let (_, admin) = engine
             .init(InitInput {
                 admin_email: "admin@example.com".into(),
@@ -45,8 +60,6 @@ impl TestApp {
         tokio::spawn(Dispatcher::new(engine.clone()).run(async move {
             let _ = r1.wait_for(|s| *s).await;
         }));
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let base = format!("http://{}", listener.local_addr().unwrap());
         let state = relentless_web::AppState {
             engine: engine.clone(),
             metrics: relentless_web::install_metrics(),

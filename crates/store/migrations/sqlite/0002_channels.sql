@@ -14,6 +14,14 @@ CREATE TABLE tracking (
 );
 CREATE INDEX tracking_lead ON tracking(lead_id);
 
+-- Every click, to tell a person from a scanner that follows every link at once.
+CREATE TABLE clicks (
+    token  TEXT    NOT NULL REFERENCES tracking(token) ON DELETE CASCADE,
+    n      INTEGER NOT NULL,
+    at     INTEGER NOT NULL
+);
+CREATE INDEX clicks_token ON clicks(token, at);
+
 CREATE TABLE inbound_seen (
     key          TEXT    PRIMARY KEY,          -- 'twilio:SM…' or 'email:<message-id>'
     received_at  INTEGER NOT NULL

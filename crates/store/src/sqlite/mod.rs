@@ -1099,6 +1099,28 @@ impl Tx for SqliteTx {
         Ok(())
     }
 
+    async fn click_record(
+        &mut self,
+        token: &str,
+        n: i64,
+        at: Millis,
+        window_ms: i64,
+    ) -> Result<i64> {
+        sqlx::query("INSERT INTO clicks (token, n, at) VALUES (?, ?, ?)")
+            .bind(token)
+            .bind(n)
+            .bind(at)
+            .execute(&mut *self.tx)
+            .await?;
+        Ok(sqlx::query_scalar("SELECT COUNT(DISTINCT n) FROM clicks WHERE token = ? AND n != ? AND at >= ? AND at <= ?")
+            .bind(token)
+            .bind(n)
+            .bind(at - window_ms)
+            .bind(at + window_ms)
+            .fetch_one(&mut *self.tx)
+            .await?)
+    }
+
     async fn inbound_first_time(&mut self, key: &str, now: Millis) -> Result<bool> {
         let r = sqlx::query("INSERT INTO inbound_seen (key, received_at) VALUES (?, ?) ON CONFLICT (key) DO NOTHING").bind(key).bind(now).execute(&mut *self.tx).await?;
         Ok(r.rows_affected() == 1)

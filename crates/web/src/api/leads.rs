@@ -273,7 +273,8 @@ pub async fn touches(
             "template": t.template,
             "due_at": iso(t.due_at),
             "planned_at": iso(t.planned_at),
-            "status": t.status,
+            // `sending` lasts only while a send is in flight; to clients it is still scheduled.
+            "status": if t.status == TouchStatus::Sending { TouchStatus::Scheduled } else { t.status },
             "reason": t.reason,
             "attempt": t.attempt,
             "subject": t.subject,
@@ -343,4 +344,40 @@ pub async fn activity(
             json!({"id": a.id, "lead_id": a.lead_id, "kind": a.kind, "detail": a.detail, "at": iso(a.at)}),
         ),
     ))
+}
+
+/// Uploads a personal video for a lead: the body is the video itself (`video/webm`, `video/mp4`).
+pub async fn upload_video(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    Path(id): Path<i64>,
+    headers: axum::http::HeaderMap,
+    body: axum::body::Bytes,
+) -> ApiResult<impl IntoResponse> {
+    let ct = headers
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_string();
+    let v = state.engine.save_video(&user.0, id, &body, &ct).await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(
+            json!({"id": v.id, "lead_id": v.lead_id, "content_type": v.content_type, "size": v.size, "created_at": iso(v.created_at)}),
+        ),
+    ))
+}
+
+/// Sends the lead a link to the video's page, by text (or email when it cannot be texted).
+pub async fn send_video(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    Path((id, video)): Path<(i64, i64)>,
+) -> ApiResult<Json<Value>> {
+    let url = state.engine.send_video(&user.0, id, video).await?;
+    Ok(Json(json!({"url": url})))
 }

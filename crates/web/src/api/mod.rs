@@ -43,6 +43,13 @@ pub fn routes() -> Router<AppState> {
             axum::routing::delete(leads::unenroll),
         )
         .route("/leads/{id}/activities", post(leads::activity))
+        .route(
+            "/leads/{id}/videos",
+            post(leads::upload_video).layer(axum::extract::DefaultBodyLimit::max(
+                relentless_engine::videos::MAX_VIDEO_BYTES,
+            )),
+        )
+        .route("/leads/{id}/videos/{video}/send", post(leads::send_video))
         .route("/tasks", get(tasks::list))
         .route("/tasks/{id}/complete", post(tasks::complete))
         .route("/plans", get(plans::list_plans))

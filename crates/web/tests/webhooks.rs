@@ -1,0 +1,743 @@
+//! Webhooks and tracking through the real router: Twilio's signed form posts, inbound
+//! email, the open pixel, click redirects, unsubscribe and the video page.
+
+mod common;
+
+use common::{TestApp, day_zone};
+use relentless_engine::Config;
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use std::sync::Arc;
+
+const AUTH: &str = "test-auth-token";
+const INBOUND: &str = "inbound-secret-token";
+
+async fn app() -> TestApp {
+    let config = Config {
+        twilio_auth_token: Some(AUTH.into()),
+        inbound_email_token: Some(INBOUND.into()),
+        ..Config::default()
+    };
+    TestApp::spawn_with(
+        config,
+        Arc::new(relentless_engine::channels::Router::outbox()),
+    )
+    .await
+}
+
+/// Posts a form to a Twilio webhook, signed the way Twilio signs (or with `sig` instead).
+async fn twilio(
+    app: &TestApp,
+    path: &str,
+    params: &[(&str, &str)],
+    sig: Option<&str>,
+) -> (StatusCode, String) {
+    let owned: Vec<(String, String)> = params
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    let url = format!("{}{}", app.base, path);
+    let signature = sig
+        .map(str::to_string)
+        .unwrap_or_else(|| relentless_core::twilio::signature(AUTH, &url, &owned));
+    let body = url::form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(owned.iter())
+        .finish();
+    let res = app
+        .client
+        .post(&url)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .header("X-Twilio-Signature", signature)
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    (res.status(), res.text().await.unwrap())
+}
+
+async fn lead(app: &TestApp, body: Value) -> Value {
+    let (s, l) = app.post(&app.admin, "/api/v1/leads", body).await;
+    assert!(s.is_success(), "{l}");
+    l
+}
+
+async fn get_lead(app: &TestApp, id: i64) -> Value {
+    app.get(&app.admin, &format!("/api/v1/leads/{id}")).await.1
+}
+
+async fn timeline_kinds(app: &TestApp, id: i64) -> Vec<String> {
+    let (_, t) = app
+        .get(
+            &app.admin,
+            &format!("/api/v1/leads/{id}/timeline?limit=200"),
+        )
+        .await;
+    t["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["kind"].as_str().unwrap().to_string())
+        .collect()
+}
+
+#[tokio::test]
+async fn a_bad_or_missing_signature_is_refused_and_changes_nothing() {
+    let app = app().await;
+    let l = lead(&app, json!({"phone": "+15125550180"})).await;
+    let params = [
+        ("From", "+15125550180"),
+        ("Body", "STOP"),
+        ("MessageSid", "SM1"),
+    ];
+    let (s, _) = twilio(
+        &app,
+        "/webhooks/twilio/sms",
+        &params,
+        Some("AAAAAAAAAAAAAAAAAAAAAAAAAAA="),
+    )
+    .await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    let res = app
+        .client
+        .post(format!("{}/webhooks/twilio/sms", app.base))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body("From=%2B15125550180&Body=STOP")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::FORBIDDEN);
+    assert_eq!(
+        get_lead(&app, l["id"].as_i64().unwrap()).await["sms_opt_out"],
+        false
+    );
+}
+
+#[tokio::test]
+async fn stop_opts_out_once_confirms_once_and_start_opts_back_in() {
+    let app = app().await;
+    let l = lead(
+        &app,
+        json!({"phone": "+15125550181", "timezone": day_zone()}),
+    )
+    .await;
+    let id = l["id"].as_i64().unwrap();
+    let (s, twiml) = twilio(
+        &app,
+        "/webhooks/twilio/sms",
+        &[
+            ("From", "+15125550181"),
+            ("Body", "  Stop. "),
+            ("MessageSid", "SM100"),
+        ],
+        None,
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK);
+    assert!(
+        twiml.contains("<Response><Message>") && twiml.contains("unsubscribed"),
+        "{twiml}"
+    );
+    assert_eq!(get_lead(&app, id).await["sms_opt_out"], true);
+    // Twilio retries the same message: handled once, no second confirmation.
+    let (_, again) = twilio(
+        &app,
+        "/webhooks/twilio/sms",
+        &[
+            ("From", "+15125550181"),
+            ("Body", "  Stop. "),
+            ("MessageSid", "SM100"),
+        ],
+        None,
+    )
+    .await;
+    assert!(!again.contains("<Message>"), "{again}");
+    assert_eq!(
+        timeline_kinds(&app, id)
+            .await
+            .iter()
+            .filter(|k| *k == "opt_out")
+            .count(),
+        1
+    );
+    // Later texts are skipped: bring the plan's next text forward and let the dispatcher see it.
+    let mut tx = app.engine.store.write().await.unwrap();
+    let text = tx
+        .touches_for_lead(id)
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|t| {
+            t.status == relentless_core::types::TouchStatus::Scheduled
+                && t.channel == relentless_core::types::Channel::Text
+        })
+        .unwrap();
+    tx.touch_reschedule(text.id, relentless_engine::now_ms() - 1, "test")
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    app.engine.wake.notify_one();
+    let touches = app
+        .wait_touches(id, "text settled", |t| {
+            t.iter().any(|t| {
+                t["id"] == text.id && t["status"] != "scheduled" && t["status"] != "sending"
+            })
+        })
+        .await;
+    let t = touches.iter().find(|t| t["id"] == text.id).unwrap();
+    assert!(
+        t["status"] == "skipped" || t["channel"] == "email",
+        "no text after STOP: {t}"
+    );
+    let texts_after = app
+        .outbox_for(id)
+        .await
+        .into_iter()
+        .filter(|m| m["channel"] == "text" && m["touch_id"] == text.id)
+        .count();
+    assert_eq!(texts_after, 0);
+    let (_, twiml) = twilio(
+        &app,
+        "/webhooks/twilio/sms",
+        &[
+            ("From", "+15125550181"),
+            ("Body", "START"),
+            ("MessageSid", "SM101"),
+        ],
+        None,
+    )
+    .await;
+    assert!(twiml.contains("<Message>"), "{twiml}");
+    assert_eq!(get_lead(&app, id).await["sms_opt_out"], false);
+}
+
+#[tokio::test]
+async fn help_gets_the_help_reply() {
+    let app = app().await;
+    let (_, twiml) = twilio(
+        &app,
+        "/webhooks/twilio/sms",
+        &[
+            ("From", "+15125550182"),
+            ("Body", "help"),
+            ("MessageSid", "SM200"),
+        ],
+        None,
+    )
+    .await;
+    for needle in [
+        "Test Team",
+        "STOP",
+        "Msg &amp; data rates may apply",
+        "frequency",
+    ] {
+        assert!(twiml.contains(needle), "{needle} missing: {twiml}");
+    }
+}
+
+#[tokio::test]
+async fn a_text_from_a_lead_is_an_answer_and_a_polite_stop_is_flagged() {
+    let app = app().await;
+    let l = lead(
+        &app,
+        json!({"phone": "+15125550183", "email": "t@example.com"}),
+    )
+    .await;
+    let id = l["id"].as_i64().unwrap();
+    let (s, twiml) = twilio(
+        &app,
+        "/webhooks/twilio/sms",
+        &[
+            ("From", "(512) 555-0183"),
+            ("Body", "please stop texting me"),
+            ("MessageSid", "SM300"),
+        ],
+        None,
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK);
+    assert!(!twiml.contains("<Message>"));
+    let l = get_lead(&app, id).await;
+    assert_eq!(l["stage"], "contacted");
+    assert_eq!(l["preferred_channel"], "text");
+    assert!(
+        l["enrollments"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|e| e["reason"] == "replied")
+    );
+    assert!(
+        timeline_kinds(&app, id)
+            .await
+            .contains(&"likely_opt_out".to_string())
+    );
+}
+
+#[tokio::test]
+async fn a_text_from_an_unknown_number_becomes_a_lead_with_speed_to_lead() {
+    let app = app().await;
+    let (s, _) = twilio(
+        &app,
+        "/webhooks/twilio/sms",
+        &[
+            ("From", "+15125550184"),
+            ("Body", "Is 12 Oak St still available?"),
+            ("MessageSid", "SM400"),
+        ],
+        None,
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK);
+    let (_, list) = app.get(&app.admin, "/api/v1/leads?q=5125550184").await;
+    let l = &list["items"][0];
+    assert_eq!(l["source"], "sms");
+    assert!(l["notes"].as_str().unwrap().contains("12 Oak St"));
+    assert_eq!(l["enrollments"][0]["plan"], "speed-to-lead");
+}
+
+#[tokio::test]
+async fn status_callbacks_update_delivery_and_failures_reach_the_timeline() {
+    let app = app().await;
+    let l = lead(
+        &app,
+        json!({"phone": "+15125550185", "timezone": day_zone()}),
+    )
+    .await;
+    let id = l["id"].as_i64().unwrap();
+    app.wait_touches(id, "sent", |t| t.iter().any(|t| t["status"] == "sent"))
+        .await;
+    let mut tx = app.engine.store.write().await.unwrap();
+    let sent = tx
+        .touches_for_lead(id)
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|t| t.status == relentless_core::types::TouchStatus::Sent)
+        .unwrap();
+    sqlx_set_provider(&mut tx, sent.id, "SMabc").await;
+    tx.commit().await.unwrap();
+    let (s, _) = twilio(
+        &app,
+        "/webhooks/twilio/status",
+        &[
+            ("MessageSid", "SMabc"),
+            ("MessageStatus", "undelivered"),
+            ("ErrorCode", "30006"),
+        ],
+        None,
+    )
+    .await;
+    assert_eq!(s, StatusCode::NO_CONTENT);
+    let t = app
+        .touches(id)
+        .await
+        .into_iter()
+        .find(|t| t["id"] == sent.id)
+        .unwrap();
+    assert_eq!(t["delivery"], "undelivered");
+    assert_eq!(
+        get_lead(&app, id).await["phone_bad"],
+        true,
+        "30006 is a landline"
+    );
+    assert!(
+        timeline_kinds(&app, id)
+            .await
+            .contains(&"delivery_failed".to_string())
+    );
+}
+
+/// The outbox gives no provider id; set one as Twilio would have.
+async fn sqlx_set_provider(tx: &mut Box<dyn relentless_store::Tx>, touch_id: i64, sid: &str) {
+    let r = relentless_store::TouchResult {
+        touch_id,
+        lead_id: 0,
+        status: relentless_core::types::TouchStatus::Sent,
+        reason: None,
+        sent_channel: Some(relentless_core::types::Channel::Text),
+        subject: None,
+        content: None,
+        provider_id: Some(sid.into()),
+        attempt: false,
+    };
+    tx.touches_record(&[r], relentless_engine::now_ms())
+        .await
+        .unwrap();
+}
+
+/// Sends a lead an email (to the outbox) and returns (lead id, touch id, tracking token).
+async fn emailed(app: &TestApp, email: &str, phone: &str) -> (i64, i64, String) {
+    // Texts are off for this lead, so speed-to-lead answers by email; the phone still takes calls.
+    let l = lead(
+        app,
+        json!({"first_name": "Dana", "email": email, "phone": phone, "sms_opt_out": true}),
+    )
+    .await;
+    let id = l["id"].as_i64().unwrap();
+    app.wait_touches(id, "email sent", |t| {
+        t.iter().any(|t| t["status"] == "sent")
+    })
+    .await;
+    let out = app.outbox_for(id).await;
+    let body = out[0]["body"].as_str().unwrap();
+    let token = body
+        .split("/u/")
+        .nth(1)
+        .unwrap()
+        .chars()
+        .take(32)
+        .collect::<String>();
+    (id, out[0]["touch_id"].as_i64().unwrap(), token)
+}
+
+#[tokio::test]
+async fn inbound_email_reply_stops_plans_auto_replies_do_not_and_bounces_mark_the_address() {
+    let app = app().await;
+    let (id, touch, _) = emailed(&app, "dana.whitfield@gmail.com", "+15125550190").await;
+    let mid =
+        relentless_engine::channels::email::compose::message_id(touch, &app.base, "localhost");
+    let raw = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../engine/tests/fixtures/email/gmail_reply.eml"
+    ))
+    .unwrap()
+    .replace("<relentless.42.abcdef123456@example.com>", &mid);
+    let post = |token: &str, raw: String| {
+        app.client
+            .post(format!("{}/webhooks/email/inbound?token={token}", app.base))
+            .body(raw)
+            .send()
+    };
+    assert_eq!(
+        post("wrong", raw.clone()).await.unwrap().status(),
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        get_lead(&app, id).await["stage"],
+        "attempting",
+        "nothing stored for a wrong token"
+    );
+    let ooo = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../engine/tests/fixtures/email/gmail_vacation_auto_reply.eml"
+    ))
+    .unwrap()
+    .replace("<relentless.42.abcdef123456@example.com>", &mid);
+    assert_eq!(
+        post(INBOUND, ooo).await.unwrap().status(),
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(
+        get_lead(&app, id).await["stage"],
+        "attempting",
+        "an auto-reply is not an answer"
+    );
+    assert_eq!(
+        post(INBOUND, raw.clone()).await.unwrap().status(),
+        StatusCode::NO_CONTENT
+    );
+    let l = get_lead(&app, id).await;
+    assert_eq!(
+        (l["stage"].as_str(), l["preferred_channel"].as_str()),
+        (Some("contacted"), Some("email"))
+    );
+    let (_, tl) = app
+        .get(&app.admin, &format!("/api/v1/leads/{id}/timeline"))
+        .await;
+    let reply = tl["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["kind"] == "reply")
+        .unwrap();
+    assert!(
+        !reply["detail"].as_str().unwrap().contains("wrote:"),
+        "quoted history stripped: {reply}"
+    );
+
+    let (bid, btouch, _) = emailed(&app, "jordan.reyes@example.net", "+15125550191").await;
+    let bmid =
+        relentless_engine::channels::email::compose::message_id(btouch, &app.base, "localhost");
+    let bounce = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../engine/tests/fixtures/email/postfix_hard_bounce.eml"
+    ))
+    .unwrap()
+    .replace("<relentless.42.abcdef123456@example.com>", &bmid);
+    assert_eq!(
+        post(INBOUND, bounce).await.unwrap().status(),
+        StatusCode::NO_CONTENT
+    );
+    let b = get_lead(&app, bid).await;
+    assert_eq!(
+        (b["email_bad"].as_bool(), b["stage"].as_str()),
+        (Some(true), Some("attempting")),
+        "a bounce is not an answer"
+    );
+}
+
+#[tokio::test]
+async fn a_human_open_is_engagement_a_machine_open_is_only_recorded() {
+    let app = app().await;
+    let (id, _, token) = emailed(&app, "open@example.com", "+15125550192").await;
+    // Apple Mail Privacy Protection prefetches with a bare UA.
+    let res = app
+        .client
+        .get(format!("{}/t/{token}/o.gif", app.base))
+        .header("user-agent", "Mozilla/5.0")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.headers()["content-type"], "image/gif");
+    assert_eq!(
+        get_lead(&app, id).await["level"],
+        "warm",
+        "a machine open raises nothing"
+    );
+    assert!(
+        timeline_kinds(&app, id)
+            .await
+            .contains(&"open_machine".to_string())
+    );
+    let ua = "Mozilla/5.0 (iPhone; CPU iPhone OS 17_5 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Mobile/15E148";
+    app.client
+        .get(format!("{}/t/{token}/o.gif", app.base))
+        .header("user-agent", ua)
+        .send()
+        .await
+        .unwrap();
+    let l = get_lead(&app, id).await;
+    assert_eq!(l["level"], "hot");
+    let (_, tasks) = app
+        .get(
+            &app.admin,
+            &format!("/api/v1/tasks?assignee=all&lead_id={id}"),
+        )
+        .await;
+    assert_eq!(
+        tasks["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|t| t["kind"] == "call" && t["touch_id"].is_null())
+            .count(),
+        1
+    );
+    // A second open within the hour does not pile up call tasks.
+    app.client
+        .get(format!("{}/t/{token}/o.gif", app.base))
+        .header("user-agent", ua)
+        .send()
+        .await
+        .unwrap();
+    let (_, tasks) = app
+        .get(
+            &app.admin,
+            &format!("/api/v1/tasks?assignee=all&lead_id={id}"),
+        )
+        .await;
+    assert_eq!(
+        tasks["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|t| t["kind"] == "call" && t["touch_id"].is_null())
+            .count(),
+        1
+    );
+    // Unknown tokens still get a pixel, and record nothing.
+    let res = app
+        .client
+        .get(format!("{}/t/{}/o.gif", app.base, "0".repeat(32)))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+}
+
+#[tokio::test]
+async fn clicks_redirect_only_to_the_stored_link_and_unsubscribe_is_one_click() {
+    let app = app().await;
+    let (s, _) = app
+        .put(&app.admin, "/api/v1/templates/r21-d0-email", json!({"channel": "email", "name": "x", "subject": "Homes", "body": "See https://listings.example.com/123?a=1 and http://example.org/tour."}))
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    let l = lead(&app, json!({"email": "click@example.com"})).await;
+    let id = l["id"].as_i64().unwrap();
+    // Bring the +1h email forward.
+    let mut tx = app.engine.store.write().await.unwrap();
+    let e = tx
+        .touches_for_lead(id)
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|t| t.template == "r21-d0-email")
+        .unwrap();
+    tx.touch_reschedule(e.id, relentless_engine::now_ms() - 1, "test")
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    app.engine.wake.notify_one();
+    app.wait_touches(id, "sent", |t| {
+        t.iter().any(|t| t["id"] == e.id && t["status"] == "sent")
+    })
+    .await;
+    let out = app.outbox_for(id).await;
+    let m = out.iter().find(|m| m["touch_id"] == e.id).unwrap();
+    let token = m["body"]
+        .as_str()
+        .unwrap()
+        .split("/u/")
+        .nth(1)
+        .unwrap()
+        .chars()
+        .take(32)
+        .collect::<String>();
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let ua = "Mozilla/5.0 (Macintosh; Intel Mac OS X 14_5) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/126.0 Safari/537.36";
+    // A click in the first 2 s is a scanner: it is recorded and raises nothing.
+    let res = client
+        .get(format!("{}/t/{token}/c/0", app.base))
+        .header("user-agent", ua)
+        .send()
+        .await
+        .unwrap();
+    assert!(res.status().is_redirection());
+    assert_eq!(get_lead(&app, id).await["level"], "warm");
+    tokio::time::sleep(std::time::Duration::from_millis(3100)).await;
+    let res = client
+        .get(format!(
+            "{}/t/{token}/c/0?url=https://evil.example",
+            app.base
+        ))
+        .header("user-agent", ua)
+        .send()
+        .await
+        .unwrap();
+    assert!(res.status().is_redirection(), "{}", res.status());
+    assert_eq!(
+        res.headers()["location"],
+        "https://listings.example.com/123?a=1"
+    );
+    let res = client
+        .get(format!("{}/t/{token}/c/1", app.base))
+        .header("user-agent", ua)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.headers()["location"], "http://example.org/tour");
+    assert!(
+        timeline_kinds(&app, id)
+            .await
+            .contains(&"click_machine".to_string())
+    );
+    assert_eq!(
+        client
+            .get(format!("{}/t/{token}/c/2", app.base))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(get_lead(&app, id).await["level"], "hot");
+    // GET shows a page and changes nothing; the POST unsubscribes.
+    let page = client
+        .get(format!("{}/u/{token}", app.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains("<form method=\"post\""));
+    assert_eq!(get_lead(&app, id).await["email_opt_out"], false);
+    let res = client
+        .post(format!("{}/u/{token}", app.base))
+        .form(&[("List-Unsubscribe", "One-Click")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(get_lead(&app, id).await["email_opt_out"], true);
+}
+
+#[tokio::test]
+async fn a_personal_video_is_uploaded_sent_streamed_and_a_play_is_engagement() {
+    let app = app().await;
+    let l = lead(&app, json!({"first_name": "Vic", "phone": "+15125550186"})).await;
+    let id = l["id"].as_i64().unwrap();
+    let bytes: Vec<u8> = (0..10_000u32).map(|i| (i % 251) as u8).collect();
+    let res = app
+        .client
+        .post(format!("{}/api/v1/leads/{id}/videos", app.base))
+        .bearer_auth(&app.admin)
+        .header("content-type", "video/webm")
+        .body(bytes.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::CREATED);
+    let v: Value = res.json().await.unwrap();
+    let (s, sent) = app
+        .post(
+            &app.admin,
+            &format!("/api/v1/leads/{id}/videos/{}/send", v["id"]),
+            json!({}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{sent}");
+    let url = sent["url"].as_str().unwrap().to_string();
+    let out = app.outbox_for(id).await;
+    assert!(
+        out.iter()
+            .any(|m| m["channel"] == "text" && m["body"].as_str().unwrap().contains(&url)),
+        "{out:#?}"
+    );
+    let page = app
+        .client
+        .get(&url)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains("<video") && page.contains("Hi Vic"), "{page}");
+    let res = app
+        .client
+        .get(format!("{url}/file"))
+        .header("range", "bytes=100-199")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::PARTIAL_CONTENT);
+    assert_eq!(res.bytes().await.unwrap().as_ref(), &bytes[100..200]);
+    let res = app
+        .client
+        .post(format!("{url}/events"))
+        .json(&json!({"event": "play"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::NO_CONTENT);
+    assert_eq!(get_lead(&app, id).await["level"], "hot");
+    assert!(
+        timeline_kinds(&app, id)
+            .await
+            .contains(&"video_view".to_string())
+    );
+    let res = app
+        .client
+        .post(format!("{}/api/v1/leads/{id}/videos", app.base))
+        .bearer_auth(&app.admin)
+        .header("content-type", "text/plain")
+        .body("nope")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::UNPROCESSABLE_ENTITY);
+}
