@@ -10,7 +10,6 @@ use relentless_engine::dispatch::Dispatcher;
 use relentless_engine::setup::{InitInput, UserInput};
 use relentless_engine::{Config, Engine};
 use relentless_store::DynStore;
-use relentless_store::sqlite::SqliteStore;
 use std::process::ExitCode;
 use std::sync::Arc;
 
@@ -153,6 +152,13 @@ enum Command {
         #[command(flatten)]
         db: Db,
     },
+    /// Lead-intake webhooks.
+    Intake {
+        #[command(subcommand)]
+        command: IntakeCommand,
+        #[command(flatten)]
+        db: Db,
+    },
     /// Import leads from a CSV file.
     Import {
         file: String,
@@ -206,6 +212,24 @@ enum UserCommand {
 }
 
 #[derive(Subcommand)]
+enum IntakeCommand {
+    /// Create an intake; prints its webhook URL alone on the last line.
+    Create {
+        #[arg(long)]
+        source: String,
+        /// Run this plan instead of the level's plan (speed-to-lead always runs first).
+        #[arg(long)]
+        plan: Option<String>,
+        /// Where a web form's visitor lands after posting.
+        #[arg(long)]
+        thank_you_url: Option<String>,
+        /// Routing as JSON, e.g. '{"mode":"pond","agents":["a@x.com","b@x.com"],"claim_minutes":5}'.
+        #[arg(long)]
+        routing: Option<String>,
+    },
+}
+
+#[derive(Subcommand)]
 enum TokenCommand {
     Create {
         #[arg(long)]
@@ -252,22 +276,18 @@ async fn open(db: &Db) -> anyhow_lite::Result<Engine> {
 }
 
 async fn open_with(db: &Db, demo: bool) -> anyhow_lite::Result<Engine> {
-    let store: DynStore = if db.url().starts_with("sqlite:") {
-        Arc::new(
-            SqliteStore::open(&db.url())
-                .await
-                .map_err(|e| format!("cannot open the database {}: {e}", db.url()))?,
-        )
-    } else {
-        return Err(anyhow_lite::msg(format!(
-            "unsupported database URL '{}': use sqlite://FILE",
-            db.url()
-        )));
-    };
+    // sqlite://FILE or postgres://…, by the URL's scheme (pool size and timeouts: RELENTLESS_DB_*).
+    let shown = relentless_store::display_url(&db.url());
+    let store: DynStore = relentless_store::open(&db.url())
+        .await
+        .map_err(|e| match e {
+            relentless_store::StoreError::Config(m) => m,
+            e => format!("cannot open the database {shown}: {e}"),
+        })?;
     store
         .migrate()
         .await
-        .map_err(|e| format!("cannot migrate the database {}: {e}", db.url()))?;
+        .map_err(|e| format!("cannot migrate the database {shown}: {e}"))?;
     let config = Config {
         public_url: db.public_url.clone(),
         lease_ms: db.send_lease_secs as i64 * 1000,
@@ -277,7 +297,7 @@ async fn open_with(db: &Db, demo: bool) -> anyhow_lite::Result<Engine> {
         twilio_auth_token: db.twilio_auth_token.clone(),
         app_confirms_opt_out: db.twilio_opt_out == "app",
         data_dir: db.data_dir.clone().into(),
-        ..Config::default()
+        ..Config::from_env().map_err(|e| describe(&e))?
     };
     Ok(Engine::new(store, Arc::new(db.channels(demo)?), config))
 }
@@ -366,10 +386,7 @@ async fn run(cli: Cli) -> anyhow_lite::Result<ExitCode> {
             let worker = tokio::spawn(dispatcher.run(async move {
                 let _ = rx.wait_for(|s| *s).await;
             }));
-            let state = relentless_web::AppState {
-                engine,
-                metrics: relentless_web::install_metrics(),
-            };
+            let state = relentless_web::AppState::new(engine);
             relentless_web::launch_with_tcp_listener(listener, state, async move {
                 shutdown_signal().await;
                 let _ = stop_tx.send(true);
@@ -484,6 +501,37 @@ async fn run(cli: Cli) -> anyhow_lite::Result<ExitCode> {
                 .await
                 .map_err(|e| describe(&e))?;
             println!("{token}");
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Intake {
+            command:
+                IntakeCommand::Create {
+                    source,
+                    plan,
+                    thank_you_url,
+                    routing,
+                },
+            db,
+        } => {
+            let engine = open(&db).await?;
+            let routing = match routing {
+                Some(r) => serde_json::from_str(&r).map_err(|e| format!("routing: {e}"))?,
+                None => relentless_engine::intake::Routing::default(),
+            };
+            let i = engine
+                .create_intake(relentless_engine::intake::NewIntake {
+                    source,
+                    plan,
+                    routing,
+                    thank_you_url,
+                })
+                .await
+                .map_err(|e| describe(&e))?;
+            println!(
+                "Intake for source '{}' created. Post leads (JSON or a web form) to:",
+                i.source
+            );
+            println!("{}", engine.intake_url(&i.token));
             Ok(ExitCode::SUCCESS)
         }
         Command::Import {

@@ -734,3 +734,49 @@ fn serve_demo_answers_the_api_with_demo_leads_and_outbox_messages() {
     });
     drop(server);
 }
+
+#[test]
+fn intake_create_prints_the_webhook_url_alone_on_the_last_line() {
+    let s = Sandbox::new();
+    s.init();
+    let r = s.run(&[
+        "intake", "create", "--source", "website", "--plan", "cold-8",
+    ]);
+    r.success();
+    let last = r.stdout.lines().last().unwrap_or_default().to_string();
+    let token = last
+        .strip_prefix("http://127.0.0.1:8080/webhooks/leads/")
+        .unwrap_or_else(|| panic!("{last}"));
+    assert_eq!(token.len(), 32, "128 random bits in hex: {token}");
+    assert!(token.bytes().all(|b| b.is_ascii_hexdigit()));
+    assert_eq!(
+        s.sql("select source || ' ' || plan from intakes"),
+        "website cold-8"
+    );
+    let again = s.run(&["intake", "create", "--source", "website"]);
+    assert_ne!(
+        again.stdout.lines().last(),
+        Some(last.as_str()),
+        "each intake has its own token"
+    );
+    s.run(&[
+        "intake",
+        "create",
+        "--source",
+        "x",
+        "--plan",
+        "no-such-plan",
+    ])
+    .exit(1)
+    .stderr_has("no-such-plan");
+    s.run(&[
+        "intake",
+        "create",
+        "--source",
+        "x",
+        "--routing",
+        "{\"mode\":\"sideways\"}",
+    ])
+    .exit(1)
+    .stderr_has("routing");
+}

@@ -248,6 +248,32 @@ pub fn template_files() -> &'static [BuiltinFile] {
     TEMPLATE_FILES
 }
 
+static INTAKE_RULE_FILES: &[BuiltinFile] = &[
+    BuiltinFile {
+        name: "intake-rules/zillow.toml",
+        text: include_str!("../../../plans/intake-rules/zillow.toml"),
+    },
+    BuiltinFile {
+        name: "intake-rules/realtor-com.toml",
+        text: include_str!("../../../plans/intake-rules/realtor-com.toml"),
+    },
+    BuiltinFile {
+        name: "intake-rules/homes-com.toml",
+        text: include_str!("../../../plans/intake-rules/homes-com.toml"),
+    },
+    BuiltinFile {
+        name: "intake-rules/facebook-zapier.toml",
+        text: include_str!("../../../plans/intake-rules/facebook-zapier.toml"),
+    },
+];
+
+/// The built-in lead-notification email rules (`plans/intake-rules/<name>.toml`, one per
+/// source, in the order they are tried; the format is in `docs/intake-rules.md`). They are
+/// parsed by `relentless_engine::intake_email::Rule::from_toml`.
+pub fn intake_rule_files() -> &'static [BuiltinFile] {
+    INTAKE_RULE_FILES
+}
+
 /// The built-in plans, parsed. The tests below guarantee that every file parses.
 pub fn plans() -> Vec<Plan> {
     PLAN_FILES

@@ -130,21 +130,39 @@ impl Dispatcher {
         }
     }
 
-    /// Runs until `shutdown` resolves. A batch in flight is finished before returning.
+    /// Runs until `shutdown` resolves. Shutdown is checked between batches only: a batch in
+    /// flight (claimed, being sent) is always finished and recorded before returning, so a
+    /// SIGTERM leaves no touch `sending`. Also listens for other processes' wake-ups
+    /// ([`Engine::start_listening`]) where the store has any.
     pub async fn run(mut self, shutdown: impl Future<Output = ()>) {
         tokio::pin!(shutdown);
+        // Poll it once now: a signal handler inside is installed before the first batch.
+        if poll_once(&mut shutdown).await {
+            return;
+        }
+        if let Err(e) = self.engine.start_listening().await {
+            tracing::warn!(error = %e, "cannot listen for other processes; polling only");
+        }
         loop {
-            let full = match self.tick().await {
-                Ok(r) => r.claimed as i64 >= self.engine.config.batch,
+            let (full, failed) = match self.tick().await {
+                Ok(r) => (r.claimed as i64 >= self.engine.config.batch, false),
                 Err(e) => {
                     tracing::error!(error = %e, "dispatch failed; retrying shortly");
-                    false
+                    (false, true)
                 }
             };
             if full {
+                // More is due at once: straight on, unless asked to stop.
+                if poll_once(&mut shutdown).await {
+                    break;
+                }
                 continue;
             }
-            let wait = self.until_next_due().await;
+            let wait = if failed {
+                Duration::from_secs(1)
+            } else {
+                self.until_next_due().await
+            };
             tokio::select! {
                 _ = &mut shutdown => break,
                 _ = self.engine.wake.notified() => {}
@@ -155,8 +173,9 @@ impl Dispatcher {
 
     async fn until_next_due(&self) -> Duration {
         let now = now_ms();
-        // Also wake for lease expiry and escalation checks at least every 30 s.
-        let cap = 30_000;
+        // Also wake for lease expiry and escalation checks at least every 30 s (every lease,
+        // when leases are shorter: a dead worker's touches are declared uncertain on time).
+        let cap = self.engine.config.lease_ms.clamp(250, 30_000);
         let next = async {
             let mut tx = self.engine.store.read().await?;
             Ok::<_, crate::Error>(tx.next_due_at().await?)
@@ -173,7 +192,13 @@ impl Dispatcher {
         let now = now_ms();
         let e = &self.engine;
         let mut report = BatchReport::default();
-        let mut fx = Effects::default();
+
+        // Before claiming: a failure here must not strand claimed touches in `sending`.
+        if now - self.last_escalation_check >= 60_000 {
+            self.last_escalation_check = now;
+            self.escalate(now).await?;
+            self.engine.escalate_ponds(now).await?;
+        }
 
         // 1. claim (and declare touches left `sending` by a dead process uncertain)
         let mut tx = e.store.write().await?;
@@ -194,10 +219,6 @@ impl Dispatcher {
             .claim_due(now, e.config.batch, &self.worker, now + e.config.lease_ms)
             .await?;
         tx.commit().await?;
-        if now - self.last_escalation_check >= 60_000 {
-            self.last_escalation_check = now;
-            self.escalate(now).await?;
-        }
         if claimed.is_empty() {
             return Ok(report);
         }
@@ -219,7 +240,15 @@ impl Dispatcher {
             .map(|l| (l.id, l))
             .collect();
         let enrollments: HashMap<i64, Enrollment> = rtx
-            .enrollments_for_leads(&lead_ids)
+            .enrollments_by_ids(
+                &lead_ids,
+                &claimed
+                    .iter()
+                    .map(|t| t.enrollment_id)
+                    .collect::<HashSet<_>>()
+                    .into_iter()
+                    .collect::<Vec<_>>(),
+            )
             .await?
             .into_iter()
             .map(|en| (en.id, en))
@@ -232,6 +261,14 @@ impl Dispatcher {
             }
         }
         let extras = step_extras(rtx.as_mut(), &claimed).await?;
+        let consented: HashSet<i64> = if team.team.require_text_consent {
+            rtx.leads_with_text_consent(&lead_ids)
+                .await?
+                .into_iter()
+                .collect()
+        } else {
+            HashSet::new()
+        };
         for (_, slug) in extras.values().filter_map(|x| x.fallback.as_ref()) {
             if !templates.contains_key(slug) {
                 templates.insert(slug.clone(), rtx.template(slug).await?);
@@ -262,6 +299,7 @@ impl Dispatcher {
                 extras.get(&t.id),
                 now,
                 &e.config,
+                consented.contains(&lead.id),
             );
             actions.push((t, lead, action));
         }
@@ -363,94 +401,110 @@ impl Dispatcher {
             results.push(result);
         }
 
-        // 3. record
-        let mut tx = e.store.write().await?;
-        tx.touches_record(&results, now).await?;
-        for m in &outbox {
-            tx.outbox_insert(m, now).await?;
-        }
-        for r in &results {
-            let detail = match (r.status, r.sent_channel) {
-                (TouchStatus::Sent, Some(ch)) => format!(
-                    "{} sent{}",
-                    capital(ch.as_str()),
-                    if outbox.iter().any(|m| m.touch_id == Some(r.touch_id)) {
-                        " to the outbox (not delivered)"
-                    } else {
-                        ""
-                    }
-                ),
-                (s, _) => format!("Touch {s}: {}", r.reason.clone().unwrap_or_default()),
-            };
-            tx.activity_insert(&NewActivity {
-                lead_id: r.lead_id,
-                kind: format!("touch_{}", r.status),
-                detail,
-                data: Some(serde_json::json!({"touch_id": r.touch_id, "subject": r.subject, "body": r.content})),
-                actor_id: None,
-                at: now,
-            })
-            .await?;
-        }
-        for (touch_id, task, channel) in &tasks {
-            let id = tx.task_insert(task, now).await?;
-            tx.touch_set_task(*touch_id, id).await?;
-            if let (Some(user_id), Some(lead)) = (task.assignee_id, leads.get(&task.lead_id)) {
-                let what = match channel {
-                    Channel::Video => "record and send a personal video",
-                    Channel::Call => "call",
-                    _ => "follow up",
-                };
-                notify_user(
-                    tx.as_mut(),
-                    user_id,
-                    lead,
-                    EventKind::TaskDue,
-                    task.kind.as_str(),
-                    &format!("Time to {what}: {}", lead.full_name()),
-                    now,
-                    &mut fx,
-                )
-                .await?;
-            }
-        }
-        for (id, due, reason) in &holds {
-            tx.touch_reschedule(*id, *due, reason).await?;
-        }
-        for (lead_id, channel) in &bad_addresses {
-            if let Some(mut l) = tx.lead(*lead_id).await? {
-                match channel {
-                    Channel::Email => l.email_bad = true,
-                    _ => l.phone_bad = true,
-                }
-                l.updated_at = now;
-                tx.lead_save(&l).await?;
-            }
-        }
+        // 3. record. Retried when the database broke a deadlock (PostgreSQL, workers sharing
+        // leads): the failed attempt rolled back whole and what was sent is known, so
+        // recording it again is safe, while giving up would leave sent touches `uncertain`.
         blocked_leads.sort_unstable();
         blocked_leads.dedup();
-        for lead_id in &blocked_leads {
-            if stop_all(tx.as_mut(), *lead_id, "every channel is blocked", now).await? > 0 {
-                tx.activity_insert(&NewActivity {
-                    lead_id: *lead_id,
-                    kind: "plans_left".into(),
-                    detail: "Every channel is blocked (opted out, do-not-call or bad contact details): the lead left its plans".into(),
-                    data: None,
-                    actor_id: None,
-                    at: now,
-                })
-                .await?;
+        let mut tries = 0;
+        let fx = loop {
+            let recorded: Result<Effects> = async {
+                let mut fx = Effects::default();
+                let mut tx = e.store.write().await?;
+                tx.touches_record(&results, now).await?;
+                tx.outbox_insert_many(&outbox, now).await?;
+                let in_outbox: HashSet<i64> = outbox.iter().filter_map(|m| m.touch_id).collect();
+                let acts: Vec<NewActivity> = results
+                    .iter()
+                    .map(|r| {
+                        let detail = match (r.status, r.sent_channel) {
+                            (TouchStatus::Sent, Some(ch)) => format!(
+                                "{} sent{}",
+                                capital(ch.as_str()),
+                                if in_outbox.contains(&r.touch_id) { " to the outbox (not delivered)" } else { "" }
+                            ),
+                            (s, _) => format!("Touch {s}: {}", r.reason.clone().unwrap_or_default()),
+                        };
+                        NewActivity {
+                            lead_id: r.lead_id,
+                            kind: format!("touch_{}", r.status),
+                            detail,
+                            data: Some(serde_json::json!({"touch_id": r.touch_id, "subject": r.subject, "body": r.content})),
+                            actor_id: None,
+                            at: now,
+                        }
+                    })
+                    .collect();
+                tx.activities_insert(&acts).await?;
+                for (touch_id, task, channel) in &tasks {
+                    let id = tx.task_insert(task, now).await?;
+                    tx.touch_set_task(*touch_id, id).await?;
+                    if let (Some(user_id), Some(lead)) = (task.assignee_id, leads.get(&task.lead_id)) {
+                        let what = match channel {
+                            Channel::Video => "record and send a personal video",
+                            Channel::Call => "call",
+                            _ => "follow up",
+                        };
+                        notify_user(
+                            tx.as_mut(),
+                            user_id,
+                            lead,
+                            EventKind::TaskDue,
+                            task.kind.as_str(),
+                            &format!("Time to {what}: {}", lead.full_name()),
+                            now,
+                            &mut fx,
+                        )
+                        .await?;
+                    }
+                }
+                for (id, due, reason) in &holds {
+                    tx.touch_reschedule(*id, *due, reason).await?;
+                }
+                for (lead_id, channel) in &bad_addresses {
+                    if let Some(mut l) = tx.lead(*lead_id).await? {
+                        match channel {
+                            Channel::Email => l.email_bad = true,
+                            _ => l.phone_bad = true,
+                        }
+                        l.updated_at = now;
+                        tx.lead_save(&l).await?;
+                    }
+                }
+                for lead_id in &blocked_leads {
+                    if stop_all(tx.as_mut(), *lead_id, "every channel is blocked", now).await? > 0 {
+                        tx.activity_insert(&NewActivity {
+                            lead_id: *lead_id,
+                            kind: "plans_left".into(),
+                            detail: "Every channel is blocked (opted out, do-not-call or bad contact details): the lead left its plans".into(),
+                            data: None,
+                            actor_id: None,
+                            at: now,
+                        })
+                        .await?;
+                    }
+                }
+                let enrollment_ids: Vec<i64> = claimed
+                    .iter()
+                    .map(|t| t.enrollment_id)
+                    .collect::<HashSet<_>>()
+                    .into_iter()
+                    .collect();
+                settle_enrollments(tx.as_mut(), &team, &enrollment_ids, now).await?;
+                tx.leads_refresh_next(&lead_ids).await?;
+                tx.commit().await?;
+                Ok(fx)
             }
-        }
-        let enrollment_ids: Vec<i64> = claimed
-            .iter()
-            .map(|t| t.enrollment_id)
-            .collect::<HashSet<_>>()
-            .into_iter()
-            .collect();
-        settle_enrollments(tx.as_mut(), &team, &enrollment_ids, now).await?;
-        tx.leads_refresh_next(&lead_ids).await?;
-        tx.commit().await?;
+            .await;
+            match recorded {
+                Err(crate::Error::Store(StoreError::Busy)) if tries < 3 => {
+                    tries += 1;
+                    tracing::warn!(tries, "recording a batch hit a busy database; retrying");
+                    tokio::time::sleep(Duration::from_millis(20 * tries)).await;
+                }
+                r => break r?,
+            }
+        };
         e.apply_effects(fx);
         Ok(report)
     }
@@ -500,6 +554,15 @@ impl Dispatcher {
         tx.commit().await?;
         e.apply_effects(fx);
         Ok(())
+    }
+}
+
+/// Whether `f` is ready now, without waiting.
+async fn poll_once<F: Future<Output = ()>>(f: &mut std::pin::Pin<&mut F>) -> bool {
+    tokio::select! {
+        biased;
+        _ = f.as_mut() => true,
+        _ = std::future::ready(()) => false,
     }
 }
 
@@ -559,6 +622,7 @@ fn decide(
     extra: Option<&StepExtra>,
     now: Millis,
     cfg: &crate::Config,
+    text_consent: bool,
 ) -> Action {
     let fallback = extra.and_then(|x| x.fallback.as_ref());
     if let Some(en) = enrollment {
@@ -577,6 +641,26 @@ fn decide(
         t.channel
     };
     let mut template_slug = t.template.as_str();
+    // A team that requires recorded consent for automatic texts: a lead without it gets the
+    // step's email fallback, else a call task with the text as talking points.
+    let mut consent_call = false;
+    if channel == Channel::Text
+        && team.team.require_text_consent
+        && !text_consent
+        && lead.can_text()
+    {
+        match fallback {
+            Some((fc, fslug)) if blocked_reason(lead, *fc).is_none() => {
+                channel = *fc;
+                template_slug = fslug;
+            }
+            _ if lead.can_call() => {
+                channel = Channel::Call;
+                consent_call = true;
+            }
+            _ => return Action::Skip("text skipped: no recorded consent for texts".into()),
+        }
+    }
     if let Some(why) = blocked_reason(lead, channel) {
         match fallback {
             Some((fc, fslug)) if blocked_reason(lead, *fc).is_none() => {
@@ -691,6 +775,13 @@ fn decide(
         }
         _ => {
             let voicemail = tpl.voicemail.as_deref().and_then(|v| render(v).ok());
+            let body = if consent_call {
+                format!(
+                    "No recorded consent for texts, so call instead of texting. What the text would have said:\n\n{body}"
+                )
+            } else {
+                body
+            };
             Action::Task {
                 task: NewTask {
                     lead_id: lead.id,

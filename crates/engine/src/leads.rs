@@ -407,6 +407,20 @@ impl Engine {
         origin: Origin,
         plan: Option<&str>,
     ) -> Result<Created> {
+        self.create_lead_from(actor, input, origin, plan, None)
+            .await
+    }
+
+    /// `create_lead` for a lead that came through an intake: its routing decides the agent
+    /// (or the pond), and the consents it recorded are kept with the lead.
+    pub async fn create_lead_from(
+        &self,
+        actor: Option<&User>,
+        input: LeadInput,
+        origin: Origin,
+        plan: Option<&str>,
+        intake: Option<&crate::intake::IntakeCtx>,
+    ) -> Result<Created> {
         let now = now_ms();
         let mut tx = self.store.write().await?;
         let team = team_ctx(tx.as_mut()).await?;
@@ -430,6 +444,9 @@ impl Engine {
             merge_into(&mut existing, &lead, &input);
             existing.updated_at = now;
             tx.lead_save(&existing).await?;
+            if let Some(ctx) = intake {
+                crate::intake::record_consents(tx.as_mut(), existing.id, ctx, now).await?;
+            }
             tx.activity_insert(&NewActivity {
                 lead_id: existing.id,
                 kind: "inquiry".into(),
@@ -475,11 +492,26 @@ impl Engine {
         {
             lead.email_opt_out = true;
         }
-        if lead.assigned_to.is_none() {
+        let mut pond = None;
+        if let (None, Some(ctx)) = (lead.assigned_to, intake) {
+            match crate::intake::route(tx.as_mut(), &team, ctx, now).await? {
+                crate::intake::Routed::User(id) => lead.assigned_to = Some(id),
+                crate::intake::Routed::Pond { agents, minutes } => pond = Some((agents, minutes)),
+                crate::intake::Routed::Default => {}
+            }
+        }
+        if lead.assigned_to.is_none() && pond.is_none() {
             lead.assigned_to = assign(tx.as_mut(), actor).await?;
         }
         let id = tx.lead_insert(&lead).await?;
         lead.id = id;
+        if let Some(ctx) = intake {
+            crate::intake::record_consents(tx.as_mut(), id, ctx, now).await?;
+        }
+        if let (Some((agents, minutes)), Some(ctx)) = (pond, intake) {
+            crate::intake::into_pond(tx.as_mut(), &lead, ctx, agents, minutes, now, &mut fx)
+                .await?;
+        }
         tx.activity_insert(&NewActivity {
             lead_id: id,
             kind: "created".into(),
@@ -523,10 +555,21 @@ impl Engine {
         })
     }
 
-    /// A lead the user may see: agents see their own, admins all; anything else is NotFound.
+    /// A lead the user may see: agents see their own and those waiting in a pond of theirs,
+    /// admins all; anything else is NotFound.
     pub async fn lead_for(&self, user: &User, id: i64) -> Result<Lead> {
         let mut tx = self.store.read().await?;
-        visible(tx.lead(id).await?, user)
+        let lead = tx.lead(id).await?;
+        if let Some(l) = &lead
+            && l.assigned_to.is_none()
+            && tx
+                .pond(l.id)
+                .await?
+                .is_some_and(|p| p.agents.contains(&user.id))
+        {
+            return Ok(l.clone());
+        }
+        visible(lead, user)
     }
 
     /// PATCH: changes the given fields. A stage of client/closed/lost ends active plans.

@@ -13,6 +13,8 @@ pub mod dispatch;
 pub mod error;
 pub mod inbound;
 pub mod inbound_email;
+pub mod intake;
+pub mod intake_email;
 pub mod leads;
 pub mod reports;
 pub mod setup;
@@ -79,6 +81,29 @@ impl Default for Config {
 }
 
 impl Config {
+    /// The defaults, with the scheduler's scale settings from the environment:
+    /// `RELENTLESS_BATCH` (touches claimed per batch, default 500). An unreadable value is an
+    /// error naming it.
+    pub fn from_env() -> Result<Config> {
+        let mut c = Config::default();
+        if let Ok(v) = std::env::var("RELENTLESS_BATCH")
+            && !v.trim().is_empty()
+        {
+            c.batch = v
+                .trim()
+                .parse()
+                .ok()
+                .filter(|n| (1..=100_000).contains(n))
+                .ok_or_else(|| {
+                    Error::field(
+                        "RELENTLESS_BATCH",
+                        format!("must be a whole number from 1 to 100000, not '{v}'"),
+                    )
+                })?;
+        }
+        Ok(c)
+    }
+
     /// The public URL without a trailing slash.
     pub fn base(&self) -> &str {
         self.public_url.trim_end_matches('/')
@@ -100,6 +125,8 @@ pub struct Engine {
     pub config: Arc<Config>,
     /// Rung when a touch is created or changes, so the dispatcher re-reads the next due instant.
     pub wake: Arc<Notify>,
+    /// Set once this engine hears other processes (see [`Engine::start_listening`]).
+    listening: Arc<tokio::sync::OnceCell<bool>>,
 }
 
 impl Engine {
@@ -110,7 +137,44 @@ impl Engine {
             channel,
             config: Arc::new(config),
             wake: Arc::new(Notify::new()),
+            listening: Arc::new(tokio::sync::OnceCell::new()),
         }
+    }
+
+    /// Hears what other processes sharing the database do (PostgreSQL `LISTEN/NOTIFY`): their
+    /// new or rescheduled touches wake this engine's dispatcher, and their notifications are
+    /// published on this engine's bus, so an agent's stream held by this process sees an open
+    /// tracked by another. Returns once listening (whatever commits after this is heard);
+    /// `false` when the store has nothing to hear (SQLite). Idempotent: `serve` and `worker`
+    /// call it through [`dispatch::Dispatcher::run`] and the web server.
+    pub async fn start_listening(&self) -> Result<bool> {
+        let on = self
+            .listening
+            .get_or_try_init(|| async {
+                let Some(mut rx) = self.store.listen().await? else {
+                    return Ok::<_, Error>(false);
+                };
+                // Holds the bus and the wake-up, not the engine: when the store goes, the
+                // stream closes and this ends.
+                let (bus, wake) = (self.bus.clone(), self.wake.clone());
+                tokio::spawn(async move {
+                    use tokio::sync::broadcast::error::RecvError;
+                    loop {
+                        match rx.recv().await {
+                            Ok(relentless_store::Signal::Wake) => wake.notify_one(),
+                            Ok(relentless_store::Signal::Notification(n)) => bus.publish(n),
+                            Err(RecvError::Lagged(n)) => {
+                                tracing::warn!(missed = n, "fell behind other processes' signals");
+                                wake.notify_one();
+                            }
+                            Err(RecvError::Closed) => break,
+                        }
+                    }
+                });
+                Ok(true)
+            })
+            .await?;
+        Ok(*on)
     }
 }
 

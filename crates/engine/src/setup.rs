@@ -97,6 +97,7 @@ impl Engine {
                 postal_address: input.address.clone().unwrap_or_default(),
                 support_contact: email.clone(),
                 escalation_minutes: 60,
+                require_text_consent: false,
             };
             tx.team_save(&team, now).await?;
         }
@@ -387,6 +388,7 @@ impl Engine {
             "postal_address": t.postal_address,
             "support_contact": t.support_contact,
             "escalation_minutes": t.escalation_minutes,
+            "require_text_consent": t.require_text_consent,
         }))
     }
 
@@ -441,6 +443,10 @@ impl Engine {
                 "support_contact" => match s(k) {
                     Some(a) => t.support_contact = a,
                     None => errs.add(k, "must be a string"),
+                },
+                "require_text_consent" => match v.as_bool() {
+                    Some(b) => t.require_text_consent = b,
+                    None => errs.add(k, "must be true or false"),
                 },
                 "escalation_minutes" => match v.as_i64() {
                     Some(m) if (1..=10_080).contains(&m) => t.escalation_minutes = m,

@@ -1,21 +1,61 @@
 //! At most once (SPEC §5.4): racing dispatchers on one database never send a touch twice,
-//! and a dispatcher that dies between claim and send leaves `uncertain`, never a resend.
+//! and a dispatcher that dies between claim and send leaves `uncertain`, never a resend. Each
+//! story runs on SQLite (engines sharing a file) and on PostgreSQL (engines sharing a fresh
+//! database, as worker processes would); PostgreSQL workers also wake each other.
 
 use relentless_engine::channels::outbox::Outbox;
 use relentless_engine::dispatch::Dispatcher;
 use relentless_engine::leads::{LeadInput, Origin};
 use relentless_engine::setup::InitInput;
 use relentless_engine::{Config, Engine, now_ms};
-use relentless_store::Store;
+use relentless_store::DynStore;
+use relentless_store::postgres::PostgresStore;
+use relentless_store::postgres::testing::TestDatabase;
 use relentless_store::sqlite::SqliteStore;
 use std::collections::HashSet;
 use std::sync::Arc;
+use std::time::Duration;
 
-/// Two engines on the same file, as two processes would be.
-async fn engines(dir: &tempfile::TempDir, lease_ms: i64) -> (Engine, Engine) {
-    let url = format!("sqlite://{}/race.db", dir.path().display());
-    let mk = || async {
-        let s = Arc::new(SqliteStore::open(&url).await.unwrap());
+#[derive(Clone, Copy, Debug)]
+enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// The database engines share; dropped (and dropped on the server) at the end of a test.
+struct Db {
+    url: String,
+    _dir: tempfile::TempDir,
+    _pg: Option<TestDatabase>,
+}
+
+impl Db {
+    async fn new(backend: Backend) -> Db {
+        let dir = tempfile::tempdir().unwrap();
+        match backend {
+            Backend::Sqlite => Db {
+                url: format!("sqlite://{}/race.db", dir.path().display()),
+                _dir: dir,
+                _pg: None,
+            },
+            Backend::Postgres => {
+                let pg = TestDatabase::create().await.unwrap();
+                Db {
+                    url: pg.url().to_string(),
+                    _dir: dir,
+                    _pg: Some(pg),
+                }
+            }
+        }
+    }
+
+    /// An engine with its own store on this database, as another process would have.
+    async fn engine(&self, lease_ms: i64) -> Engine {
+        let s: DynStore = if self.url.starts_with("sqlite:") {
+            Arc::new(SqliteStore::open(&self.url).await.unwrap())
+        } else {
+            Arc::new(PostgresStore::open(&self.url, 3).await.unwrap())
+        };
         s.migrate().await.unwrap();
         Engine::new(
             s,
@@ -26,19 +66,49 @@ async fn engines(dir: &tempfile::TempDir, lease_ms: i64) -> (Engine, Engine) {
                 ..Config::default()
             },
         )
-    };
-    let a = mk().await;
-    let b = mk().await;
-    a.init(InitInput {
-        admin_email: "admin@example.com".into(),
-        admin_password: None,
-        team_name: None,
-        address: None,
-    })
-    .await
-    .unwrap();
-    (a, b)
+    }
 }
+
+/// `n` engines on one fresh database, the team set up.
+async fn engines(backend: Backend, n: usize, lease_ms: i64) -> (Db, Vec<Engine>) {
+    let db = Db::new(backend).await;
+    let mut es = vec![];
+    for _ in 0..n {
+        es.push(db.engine(lease_ms).await);
+    }
+    es[0]
+        .init(InitInput {
+            admin_email: "admin@example.com".into(),
+            admin_password: None,
+            team_name: None,
+            address: None,
+        })
+        .await
+        .unwrap();
+    (db, es)
+}
+
+/// Runs each listed `async fn name(backend: Backend)` once per backend.
+macro_rules! both {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                super::$name(super::Backend::Sqlite).await
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                super::$name(super::Backend::Postgres).await
+            }
+        }
+    )*};
+}
+
+both!(
+    racing_dispatchers_send_each_touch_once,
+    killed_between_claim_and_send_becomes_uncertain_not_resent,
+    a_touch_still_within_its_lease_is_left_alone,
+);
 
 /// Leads in a plan of emails due now (email is never held by the window, so the test does not
 /// depend on the time of day).
@@ -76,11 +146,14 @@ async fn outbox_touch_ids(e: &Engine) -> Vec<i64> {
         .collect()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn racing_dispatchers_send_each_touch_once() {
-    let dir = tempfile::tempdir().unwrap();
-    let (a, b) = engines(&dir, 60_000).await;
-    let total = due_emails(&a, 150).await;
+async fn racing_dispatchers_send_each_touch_once(backend: Backend) {
+    // Two processes on a SQLite file; three workers on PostgreSQL.
+    let n = match backend {
+        Backend::Sqlite => 2,
+        Backend::Postgres => 3,
+    };
+    let (_db, es) = engines(backend, n, 60_000).await;
+    let total = due_emails(&es[0], 150).await;
     let run = |e: Engine| {
         tokio::spawn(async move {
             let mut d = Dispatcher::new(e);
@@ -95,15 +168,21 @@ async fn racing_dispatchers_send_each_touch_once() {
             n
         })
     };
-    let (x, y) = (run(a.clone()), run(b.clone()));
-    let (x, y) = (x.await.unwrap(), y.await.unwrap());
+    let handles: Vec<_> = es.iter().map(|e| run(e.clone())).collect();
+    let mut sent = vec![];
+    for h in handles {
+        sent.push(h.await.unwrap());
+    }
     assert_eq!(
-        x + y,
+        sent.iter().sum::<usize>(),
         total,
-        "every touch sent exactly once between them ({x} + {y})"
+        "every touch sent exactly once between them ({sent:?})"
     );
-    assert!(x > 0 && y > 0, "both dispatchers took part ({x}, {y})");
-    let ids = outbox_touch_ids(&a).await;
+    assert!(
+        sent.iter().all(|n| *n > 0),
+        "every dispatcher took part ({sent:?})"
+    );
+    let ids = outbox_touch_ids(&es[0]).await;
     assert_eq!(ids.len(), total);
     assert_eq!(
         ids.iter().collect::<HashSet<_>>().len(),
@@ -112,10 +191,9 @@ async fn racing_dispatchers_send_each_touch_once() {
     );
 }
 
-#[tokio::test]
-async fn killed_between_claim_and_send_becomes_uncertain_not_resent() {
-    let dir = tempfile::tempdir().unwrap();
-    let (a, b) = engines(&dir, 200).await;
+async fn killed_between_claim_and_send_becomes_uncertain_not_resent(backend: Backend) {
+    let (_db, mut es) = engines(backend, 2, 200).await;
+    let (b, a) = (es.pop().unwrap(), es.pop().unwrap());
     due_emails(&a, 3).await;
     // "Process A" claims a batch and dies before sending: exactly the state a kill -9 leaves.
     let mut tx = a.store.write().await.unwrap();
@@ -128,7 +206,7 @@ async fn killed_between_claim_and_send_becomes_uncertain_not_resent() {
     assert_eq!(claimed.len(), 2);
     drop(a);
     // "Process B" starts after the lease ran out.
-    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
     let mut d = Dispatcher::new(b.clone());
     let mut total = relentless_engine::dispatch::BatchReport::default();
     loop {
@@ -160,11 +238,10 @@ async fn killed_between_claim_and_send_becomes_uncertain_not_resent() {
     );
 }
 
-#[tokio::test]
-async fn a_touch_still_within_its_lease_is_left_alone() {
-    let dir = tempfile::tempdir().unwrap();
-    let (a, b) = engines(&dir, 60_000).await;
-    due_emails(&a, 1).await;
+async fn a_touch_still_within_its_lease_is_left_alone(backend: Backend) {
+    let (_db, es) = engines(backend, 2, 60_000).await;
+    let (a, b) = (&es[0], &es[1]);
+    due_emails(a, 1).await;
     let mut tx = a.store.write().await.unwrap();
     let now = now_ms();
     let claimed = tx
@@ -182,5 +259,81 @@ async fn a_touch_still_within_its_lease_is_left_alone() {
     assert_eq!(
         tx.touch(claimed[0].id).await.unwrap().unwrap().status,
         relentless_core::types::TouchStatus::Sending
+    );
+}
+
+/// A web process creates touches; an idle worker in another process (sleeping up to 30 s
+/// between polls) is woken by NOTIFY and sends them at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_a_worker_in_another_process_wakes_when_touches_are_created() {
+    let (_db, es) = engines(Backend::Postgres, 2, 60_000).await;
+    let (web, worker) = (es[0].clone(), es[1].clone());
+    let (stop, rx) = tokio::sync::watch::channel(false);
+    let mut r = rx.clone();
+    let running = tokio::spawn(Dispatcher::new(worker.clone()).run(async move {
+        let _ = r.wait_for(|s| *s).await;
+    }));
+    // Idle: nothing is due, so without a wake-up it would sleep 30 s.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(worker.start_listening().await.unwrap(), "listening");
+    let started = std::time::Instant::now();
+    let total = due_emails(&web, 2).await;
+    let mut sent = 0;
+    while sent < total && started.elapsed() < Duration::from_secs(10) {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        sent = outbox_touch_ids(&web).await.len();
+    }
+    assert_eq!(sent, total, "sent by the other process's worker");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "woken, not polled: {:?}",
+        started.elapsed()
+    );
+    // SIGTERM-like stop: the worker finishes and returns.
+    stop.send(true).unwrap();
+    tokio::time::timeout(Duration::from_secs(5), running)
+        .await
+        .expect("the dispatcher stops between batches")
+        .unwrap();
+}
+
+/// A stop requested while batches keep coming (a backlog: every batch is full) is honoured
+/// between batches, and no touch is left `sending`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dispatcher_with_a_backlog_stops_between_batches() {
+    let (_db, es) = engines(Backend::Sqlite, 1, 60_000).await;
+    let e = es[0].clone();
+    let total = due_emails(&e, 300).await;
+    let (stop, rx) = tokio::sync::watch::channel(false);
+    let mut r = rx.clone();
+    stop.send(true).unwrap(); // asked to stop before it even starts: not one batch
+    Dispatcher::new(e.clone())
+        .run(async move {
+            let _ = r.wait_for(|s| *s).await;
+        })
+        .await;
+    assert!(outbox_touch_ids(&e).await.is_empty());
+    let (stop, rx) = tokio::sync::watch::channel(false);
+    let mut r = rx.clone();
+    let running = tokio::spawn(Dispatcher::new(e.clone()).run(async move {
+        let _ = r.wait_for(|s| *s).await;
+    }));
+    while outbox_touch_ids(&e).await.is_empty() {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    stop.send(true).unwrap();
+    tokio::time::timeout(Duration::from_secs(5), running)
+        .await
+        .expect("stops with a backlog")
+        .unwrap();
+    let sent = outbox_touch_ids(&e).await.len();
+    let mut tx = e.store.write().await.unwrap(); // not committed
+    assert_eq!(
+        tx.claim_due(now_ms(), 10_000, "probe", now_ms())
+            .await
+            .unwrap()
+            .len(),
+        total - sent,
+        "the rest is still due, none of it stranded in `sending`"
     );
 }

@@ -2,10 +2,11 @@
 //!
 //! [`Store`] hands out transactions; every read and write goes through a [`Tx`], so a
 //! multi-row change is one `Tx` and commits or rolls back whole. One implementation per
-//! backend, each with its own `migrations/` (SQLite now; PostgreSQL implements the same
-//! traits). Instants are epoch milliseconds (UTC) on both backends.
+//! backend, each with its own `migrations/` (`sqlite/` and `postgres/`); [`open`] picks one by
+//! the URL's scheme. Instants are epoch milliseconds (UTC) on both backends.
 
 pub mod model;
+pub mod postgres;
 pub mod sqlite;
 
 use async_trait::async_trait;
@@ -20,14 +21,82 @@ pub enum StoreError {
     /// A uniqueness rule was broken; the string names the field.
     #[error("{0} is already taken")]
     Conflict(String),
+    /// Try again: a lock or statement timed out, or PostgreSQL broke a deadlock or a
+    /// serialization conflict by rolling this transaction back.
     #[error("the database is busy")]
     Busy,
     #[error("database error: {0}")]
-    Database(#[from] sqlx::Error),
+    Database(#[source] sqlx::Error),
     #[error("migration failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("stored data is invalid: {0}")]
     Corrupt(String),
+    /// A database URL or setting that cannot be used; the message says why.
+    #[error("{0}")]
+    Config(String),
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(e: sqlx::Error) -> Self {
+        // PostgreSQL's "try again" errors: serialization_failure, deadlock_detected,
+        // lock_not_available, query_canceled (statement_timeout). SQLite's codes are numbers.
+        if let sqlx::Error::Database(db) = &e
+            && let Some(code) = db.code()
+            && matches!(code.as_ref(), "40001" | "40P01" | "55P03" | "57014")
+        {
+            tracing::warn!(error = %db, code = %code, "database busy");
+            return StoreError::Busy;
+        }
+        StoreError::Database(e)
+    }
+}
+
+/// What a backend that several processes share tells every process (see [`Store::listen`]).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Signal {
+    /// Another process created or rescheduled touches: re-read the next due instant.
+    Wake,
+    /// Another process stored this notification: publish it to this process's live streams.
+    Notification(Notification),
+}
+
+/// Opens the database at `url`, choosing the backend by its scheme: `sqlite:` or
+/// `postgres:`/`postgresql:` (pool size and statement timeout from [`postgres::Settings::from_env`]).
+/// Does not migrate.
+pub async fn open(url: &str) -> Result<DynStore> {
+    if url.starts_with("sqlite:") {
+        Ok(Arc::new(sqlite::SqliteStore::open(url).await?))
+    } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+        let settings = postgres::Settings::from_env()?;
+        Ok(Arc::new(
+            postgres::PostgresStore::open_with(url, &settings).await?,
+        ))
+    } else {
+        Err(StoreError::Config(format!(
+            "unsupported database URL '{url}': use sqlite://FILE or postgres://USER@HOST/DATABASE"
+        )))
+    }
+}
+
+/// A database URL fit for logs and messages: any password replaced by `***`.
+pub fn display_url(url: &str) -> String {
+    let Some(scheme_end) = url.find("://").map(|i| i + 3) else {
+        return url.to_string();
+    };
+    let rest = &url[scheme_end..];
+    let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
+    match rest[..authority_end].rfind('@') {
+        Some(at) => match rest[..at].find(':') {
+            Some(colon) => format!(
+                "{}{}:***{}",
+                &url[..scheme_end],
+                &rest[..colon],
+                &rest[at..]
+            ),
+            None => url.to_string(),
+        },
+        None => url.to_string(),
+    }
 }
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
@@ -45,6 +114,13 @@ pub trait Store: Send + Sync + 'static {
     async fn backup(&self, path: &str) -> Result<()>;
     /// `sqlite` or `postgres`.
     fn backend(&self) -> &'static str;
+    /// What other processes sharing this database do that this one must hear about: touches
+    /// to dispatch and notifications to stream. `None` where there is nothing to hear (SQLite:
+    /// one process per file, which wakes and publishes in-process). Every call returns a new
+    /// receiver of the same stream; a process's own changes are not echoed back to it.
+    async fn listen(&self) -> Result<Option<tokio::sync::broadcast::Receiver<Signal>>> {
+        Ok(None)
+    }
 }
 
 pub type DynStore = Arc<dyn Store>;
@@ -112,6 +188,17 @@ pub trait Tx: Send {
     ) -> Result<i64>;
     async fn enrollments(&mut self, lead_id: i64) -> Result<Vec<Enrollment>>;
     async fn enrollments_for_leads(&mut self, lead_ids: &[i64]) -> Result<Vec<Enrollment>>;
+    /// The enrollments `ids` (of the leads `lead_ids`); `next_touch_at` may be left out (the
+    /// dispatcher needs only state and start), which backends can do much faster.
+    async fn enrollments_by_ids(
+        &mut self,
+        lead_ids: &[i64],
+        ids: &[i64],
+    ) -> Result<Vec<Enrollment>> {
+        let mut all = self.enrollments_for_leads(lead_ids).await?;
+        all.retain(|e| ids.contains(&e.id));
+        Ok(all)
+    }
     async fn enrollment_end(
         &mut self,
         id: i64,
@@ -179,6 +266,13 @@ pub trait Tx: Send {
 
     // timeline, outbox, notifications
     async fn activity_insert(&mut self, a: &NewActivity) -> Result<i64>;
+    /// Many activities at once (the dispatcher's batch); backends may do it in one statement.
+    async fn activities_insert(&mut self, all: &[NewActivity]) -> Result<()> {
+        for a in all {
+            self.activity_insert(a).await?;
+        }
+        Ok(())
+    }
     async fn timeline(
         &mut self,
         lead_id: i64,
@@ -186,6 +280,13 @@ pub trait Tx: Send {
         limit: i64,
     ) -> Result<Vec<Activity>>;
     async fn outbox_insert(&mut self, m: &NewOutbox, now: Millis) -> Result<i64>;
+    /// Many outbox copies at once.
+    async fn outbox_insert_many(&mut self, all: &[NewOutbox], now: Millis) -> Result<()> {
+        for m in all {
+            self.outbox_insert(m, now).await?;
+        }
+        Ok(())
+    }
     async fn outbox(
         &mut self,
         assignee: Option<i64>,
@@ -230,6 +331,27 @@ pub trait Tx: Send {
     ) -> Result<()>;
     async fn video_insert(&mut self, v: &Video) -> Result<i64>;
     async fn video(&mut self, id: i64) -> Result<Option<Video>>;
+
+    // intake, consent, pond
+    async fn intake_insert(&mut self, i: &Intake) -> Result<i64>;
+    async fn intake_by_token(&mut self, token: &str) -> Result<Option<Intake>>;
+    async fn intake(&mut self, id: i64) -> Result<Option<Intake>>;
+    async fn intakes(&mut self) -> Result<Vec<Intake>>;
+    async fn intake_save(&mut self, i: &Intake) -> Result<()>;
+    /// Increments and returns the intake's round-robin cursor.
+    async fn intake_round_robin_next(&mut self, id: i64) -> Result<i64>;
+    async fn consent_insert(&mut self, c: &Consent) -> Result<i64>;
+    async fn consents(&mut self, lead_id: i64) -> Result<Vec<Consent>>;
+    /// Of these leads, those with recorded consent to texts.
+    async fn leads_with_text_consent(&mut self, lead_ids: &[i64]) -> Result<Vec<i64>>;
+    async fn pond_insert(&mut self, p: &Pond) -> Result<()>;
+    async fn pond(&mut self, lead_id: i64) -> Result<Option<Pond>>;
+    /// Takes the lead out of the pond; false when it was no longer there (already claimed).
+    async fn pond_take(&mut self, lead_id: i64) -> Result<bool>;
+    async fn ponds_for_user(&mut self, user_id: i64) -> Result<Vec<Pond>>;
+    async fn ponds_expired(&mut self, now: Millis) -> Result<Vec<Pond>>;
+    /// Gives the lead's unassigned open tasks to `user_id`.
+    async fn tasks_claim(&mut self, lead_id: i64, user_id: i64) -> Result<u64>;
 
     // reports
     async fn report_rows(&mut self, since: Millis, now: Millis) -> Result<ReportRows>;

@@ -20,6 +20,9 @@ pub struct Team {
     pub postal_address: String,
     pub support_contact: String,
     pub escalation_minutes: i64,
+    /// When on, leads without recorded text consent get no automatic texts (SPEC §5.2).
+    #[sqlx(default)]
+    pub require_text_consent: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
@@ -365,5 +368,40 @@ pub struct Video {
     pub file: String,
     pub content_type: String,
     pub size: i64,
+    pub created_at: Millis,
+}
+
+/// A lead-intake webhook: its secret token, the source it stamps, and how it routes leads.
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
+pub struct Intake {
+    pub id: i64,
+    pub token: String,
+    pub source: String,
+    pub plan: Option<String>,
+    /// JSON routing rules (engine::intake::Routing).
+    pub routing: String,
+    pub thank_you_url: Option<String>,
+    pub active: bool,
+    pub created_at: Millis,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow)]
+pub struct Consent {
+    pub id: i64,
+    pub lead_id: i64,
+    pub channel: String,
+    pub source: String,
+    pub wording: String,
+    pub ip: Option<String>,
+    pub at: Millis,
+}
+
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
+pub struct Pond {
+    pub lead_id: i64,
+    pub intake_id: i64,
+    #[sqlx(json)]
+    pub agents: Vec<i64>,
+    pub expires_at: Millis,
     pub created_at: Millis,
 }

@@ -13,6 +13,8 @@ pub struct ApiError {
     pub title: &'static str,
     pub detail: String,
     pub errors: Vec<FieldError>,
+    /// Seconds for a `Retry-After` header (429).
+    pub retry_after: Option<u64>,
 }
 
 impl ApiError {
@@ -22,6 +24,7 @@ impl ApiError {
             title,
             detail: detail.into(),
             errors: vec![],
+            retry_after: None,
         }
     }
     pub fn bad_request(detail: impl Into<String>) -> Self {
@@ -51,6 +54,7 @@ impl ApiError {
             title: "Invalid input",
             detail,
             errors,
+            retry_after: None,
         }
     }
     pub fn field(field: &str, message: impl Into<String>) -> Self {
@@ -99,6 +103,10 @@ impl IntoResponse for ApiError {
             header::CONTENT_TYPE,
             header::HeaderValue::from_static("application/problem+json"),
         );
+        if let Some(secs) = self.retry_after {
+            res.headers_mut()
+                .insert(header::RETRY_AFTER, header::HeaderValue::from(secs));
+        }
         res
     }
 }

@@ -5,7 +5,9 @@ pub mod api;
 pub mod auth;
 pub mod error;
 pub mod json;
+pub mod limits;
 pub mod openapi;
+pub mod signin;
 pub mod tracking;
 pub mod webhooks;
 
@@ -28,6 +30,17 @@ pub const BODY_LIMIT: usize = 1024 * 1024;
 pub struct AppState {
     pub engine: Engine,
     pub metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
+    pub limits: std::sync::Arc<limits::Limits>,
+}
+
+impl AppState {
+    pub fn new(engine: Engine) -> AppState {
+        AppState {
+            engine,
+            metrics: install_metrics(),
+            limits: Default::default(),
+        }
+    }
 }
 
 pub fn router(state: AppState) -> Router {
@@ -35,6 +48,7 @@ pub fn router(state: AppState) -> Router {
         .nest("/api/v1", api::routes())
         .merge(webhooks::routes())
         .merge(tracking::routes())
+        .route("/signin/{token}", get(signin::page))
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
         .fallback(|| async {
@@ -96,10 +110,18 @@ pub async fn launch_with_tcp_listener(
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    // Other processes' notifications reach this process's streams (PostgreSQL).
+    if let Err(e) = state.engine.start_listening().await {
+        tracing::warn!(error = %e, "cannot listen for other processes' notifications");
+    }
     let app = router(state);
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await
+    // Connect info gives handlers the client address (per-IP rate limits, consent records).
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await
 }
 
 /// Installs the Prometheus recorder once per process.

@@ -1,29 +1,50 @@
-//! TestApp: the real router on port 0 over a real SQLite file in a temp dir, with the
-//! dispatcher running, driven over HTTP as a client would.
+//! TestApp: the real router on port 0 over a real database (a SQLite file in a temp dir, or
+//! a fresh database on the PostgreSQL server), with the dispatcher running, driven over HTTP
+//! as a client would.
 
 #![allow(dead_code)]
 
 use relentless_engine::dispatch::Dispatcher;
 use relentless_engine::setup::InitInput;
 use relentless_engine::{Config, Engine};
+use relentless_store::DynStore;
+use relentless_store::postgres::PostgresStore;
+use relentless_store::postgres::testing::TestDatabase;
 use relentless_store::sqlite::SqliteStore;
 use reqwest::{Method, StatusCode};
 use serde_json::Value;
 use std::sync::Arc;
 use std::time::Duration;
 
+/// The database a TestApp runs on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    /// A fresh database per app on `RELENTLESS_TEST_POSTGRES` (default the local server).
+    Postgres,
+}
+
 pub struct TestApp {
     pub base: String,
     pub client: reqwest::Client,
     pub engine: Engine,
     pub admin: String,
-    _dir: tempfile::TempDir,
+    pub backend: Backend,
+    /// The database's URL, for another process (see [`TestApp::peer`]).
+    pub db_url: String,
     _stop: tokio::sync::watch::Sender<bool>,
+    _db: Option<Arc<TestDatabase>>,
+    _dir: Arc<tempfile::TempDir>,
 }
 
 impl TestApp {
     pub async fn spawn() -> TestApp {
-        Self::spawn_with(
+        Self::spawn_on(Backend::Sqlite).await
+    }
+
+    pub async fn spawn_on(backend: Backend) -> TestApp {
+        Self::spawn_with_on(
+            backend,
             Config::default(),
             Arc::new(relentless_engine::channels::Router::outbox()),
         )
@@ -32,21 +53,28 @@ impl TestApp {
 
     /// With settings and a channel of the test's choosing; the public URL is the server's own.
     pub async fn spawn_with(
-        mut config: Config,
+        config: Config,
         channel: Arc<dyn relentless_engine::channels::Channel>,
     ) -> TestApp {
-        let dir = tempfile::tempdir().unwrap();
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let base = format!("http://{}", listener.local_addr().unwrap());
-        config.public_url = base.clone();
-        config.data_dir = dir.path().join("data");
-        let url = format!("sqlite://{}/test.db", dir.path().display());
-        let store = Arc::new(SqliteStore::open(&url).await.unwrap());
-        relentless_store::Store::migrate(store.as_ref())
-            .await
-            .unwrap();
-        let engine = Engine::new(store, channel, config);
-        let (_, admin) = engine
+        Self::spawn_with_on(Backend::Sqlite, config, channel).await
+    }
+
+    pub async fn spawn_with_on(
+        backend: Backend,
+        config: Config,
+        channel: Arc<dyn relentless_engine::channels::Channel>,
+    ) -> TestApp {
+        let dir = Arc::new(tempfile::tempdir().unwrap());
+        let (url, db) = match backend {
+            Backend::Sqlite => (format!("sqlite://{}/test.db", dir.path().display()), None),
+            Backend::Postgres => {
+                let db = TestDatabase::create().await.unwrap();
+                (db.url().to_string(), Some(Arc::new(db)))
+            }
+        };
+        let app = Self::start(backend, url, db, dir, config, channel).await;
+        let (_, admin) = app
+            .engine
             .init(InitInput {
                 admin_email: "admin@example.com".into(),
                 admin_password: None,
@@ -55,15 +83,59 @@ impl TestApp {
             })
             .await
             .unwrap();
+        TestApp { admin, ..app }
+    }
+
+    /// Another process on the same database and data folder (PostgreSQL): its own store,
+    /// engine, dispatcher and HTTP server, as a second `relentless serve` behind a load
+    /// balancer would be. The admin's token works on both.
+    pub async fn peer(&self) -> TestApp {
+        assert_eq!(
+            self.backend,
+            Backend::Postgres,
+            "one process per SQLite file"
+        );
+        let app = Self::start(
+            self.backend,
+            self.db_url.clone(),
+            self._db.clone(),
+            self._dir.clone(),
+            (*self.engine.config).clone(),
+            self.engine.channel.clone(),
+        )
+        .await;
+        TestApp {
+            admin: self.admin.clone(),
+            ..app
+        }
+    }
+
+    async fn start(
+        backend: Backend,
+        url: String,
+        db: Option<Arc<TestDatabase>>,
+        dir: Arc<tempfile::TempDir>,
+        mut config: Config,
+        channel: Arc<dyn relentless_engine::channels::Channel>,
+    ) -> TestApp {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        config.public_url = base.clone();
+        config.data_dir = dir.path().join("data");
+        let store: DynStore = match backend {
+            Backend::Sqlite => Arc::new(SqliteStore::open(&url).await.unwrap()),
+            Backend::Postgres => Arc::new(PostgresStore::open(&url, 4).await.unwrap()),
+        };
+        store.migrate().await.unwrap();
+        let engine = Engine::new(store, channel, config);
+        // Hearing other processes from the first request on (a no-op on SQLite).
+        engine.start_listening().await.unwrap();
         let (stop, rx) = tokio::sync::watch::channel(false);
         let mut r1 = rx.clone();
         tokio::spawn(Dispatcher::new(engine.clone()).run(async move {
             let _ = r1.wait_for(|s| *s).await;
         }));
-        let state = relentless_web::AppState {
-            engine: engine.clone(),
-            metrics: relentless_web::install_metrics(),
-        };
+        let state = relentless_web::AppState::new(engine.clone());
         let mut r2 = rx;
         tokio::spawn(relentless_web::launch_with_tcp_listener(
             listener,
@@ -76,9 +148,12 @@ impl TestApp {
             base,
             client: reqwest::Client::new(),
             engine,
-            admin,
-            _dir: dir,
+            admin: String::new(),
+            backend,
+            db_url: url,
             _stop: stop,
+            _db: db,
+            _dir: dir,
         }
     }
 

@@ -33,12 +33,15 @@ impl SqliteStore {
             .foreign_keys(true)
             .busy_timeout(Duration::from_secs(10))
             .pragma("temp_store", "memory")
-            .pragma("cache_size", "-32000");
+            .pragma("cache_size", "-8000")
+            // Checkpoint less often: each commit does not pay for one.
+            .pragma("wal_autocheckpoint", "4000");
         let writer = SqlitePoolOptions::new()
             .max_connections(1)
             .min_connections(1)
             .acquire_timeout(Duration::from_secs(30))
-            .connect_with(opts.clone())
+            // The writer gets a bigger page cache than the readers (RSS stays bounded).
+            .connect_with(opts.clone().pragma("cache_size", "-24000"))
             .await?;
         let reader = SqlitePoolOptions::new()
             .max_connections(4)
@@ -137,7 +140,7 @@ impl Tx for SqliteTx {
 
     async fn team(&mut self) -> Result<Option<Team>> {
         Ok(sqlx::query_as::<_, Team>(
-            "SELECT name, country, timezone, sending_window, state_windows, holidays, postal_address, support_contact, escalation_minutes FROM team WHERE id = 1",
+            "SELECT name, country, timezone, sending_window, state_windows, holidays, postal_address, support_contact, escalation_minutes, require_text_consent FROM team WHERE id = 1",
         )
         .fetch_optional(&mut *self.tx)
         .await?)
@@ -145,12 +148,12 @@ impl Tx for SqliteTx {
 
     async fn team_save(&mut self, t: &Team, now: Millis) -> Result<()> {
         sqlx::query(
-            "INSERT INTO team (id, name, country, timezone, sending_window, state_windows, holidays, postal_address, support_contact, escalation_minutes, created_at)
-             VALUES (1, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+            "INSERT INTO team (id, name, country, timezone, sending_window, state_windows, holidays, postal_address, support_contact, escalation_minutes, require_text_consent, created_at)
+             VALUES (1, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
              ON CONFLICT (id) DO UPDATE SET name = excluded.name, country = excluded.country, timezone = excluded.timezone,
                sending_window = excluded.sending_window, state_windows = excluded.state_windows, holidays = excluded.holidays,
                postal_address = excluded.postal_address, support_contact = excluded.support_contact,
-               escalation_minutes = excluded.escalation_minutes",
+               escalation_minutes = excluded.escalation_minutes, require_text_consent = excluded.require_text_consent",
         )
         .bind(&t.name)
         .bind(&t.country)
@@ -161,6 +164,7 @@ impl Tx for SqliteTx {
         .bind(&t.postal_address)
         .bind(&t.support_contact)
         .bind(t.escalation_minutes)
+        .bind(t.require_text_consent)
         .bind(now)
         .execute(&mut *self.tx)
         .await?;
@@ -476,9 +480,38 @@ impl Tx for SqliteTx {
             .collect::<Vec<_>>()
             .join(", ");
         let mut q: QueryBuilder<Sqlite> = QueryBuilder::new(format!("SELECT {cols} FROM leads l"));
+        let only_name = f.email_key.is_none()
+            && f.phone.is_none()
+            && f.level.is_none()
+            && f.stage.is_none()
+            && f.source.is_none()
+            && f.assigned_to.is_none()
+            && f.below_attempts.is_none();
         if let Some(words) = &f.name_query {
+            // No words (only punctuation): nothing matches, rather than an FTS5 syntax error.
+            let fq = fts_query(words);
+            if only_name {
+                // FTS5 walks its matches in rowid order: the page comes straight from the index
+                // instead of sorting every lead with a common surname.
+                q.push(" WHERE l.id IN (SELECT rowid FROM leads_fts WHERE leads_fts MATCH ")
+                    .push_bind(fq.clone());
+                if let Some(b) = f.before_id {
+                    q.push(" AND rowid < ").push_bind(b);
+                }
+                q.push(" ORDER BY rowid DESC LIMIT ")
+                    .push_bind(f.limit)
+                    .push(")");
+                if fq.is_empty() {
+                    q.push(" AND 0");
+                }
+                q.push(" ORDER BY l.id DESC");
+                return Ok(q.build_query_as().fetch_all(&mut *self.tx).await?);
+            }
             q.push(" JOIN leads_fts ON leads_fts.rowid = l.id AND leads_fts MATCH ")
-                .push_bind(fts_query(words));
+                .push_bind(fq.clone());
+            if fq.is_empty() {
+                q.push(" AND 0");
+            }
         }
         q.push(" WHERE 1 = 1");
         if let Some(e) = &f.email_key {
@@ -611,6 +644,60 @@ impl Tx for SqliteTx {
         self.enrollments_for_leads(&[lead_id]).await
     }
 
+    async fn enrollments_by_ids(
+        &mut self,
+        _lead_ids: &[i64],
+        ids: &[i64],
+    ) -> Result<Vec<Enrollment>> {
+        if ids.is_empty() {
+            return Ok(vec![]);
+        }
+        Ok(sqlx::query_as(sql!(
+            "SELECT id, lead_id, plan, plan_version, state, reason, started_at, ended_at, NULL AS next_touch_at
+             FROM enrollments WHERE id IN ({})",
+            ids_list(ids)
+        ))
+        .fetch_all(&mut *self.tx)
+        .await?)
+    }
+
+    async fn activities_insert(&mut self, all: &[NewActivity]) -> Result<()> {
+        for chunk in all.chunks(100) {
+            let mut q: QueryBuilder<Sqlite> = QueryBuilder::new(
+                "INSERT INTO activities (lead_id, kind, detail, data, actor_id, at) ",
+            );
+            q.push_values(chunk, |mut b, a| {
+                b.push_bind(a.lead_id)
+                    .push_bind(a.kind.clone())
+                    .push_bind(a.detail.clone())
+                    .push_bind(a.data.as_ref().map(|d| d.to_string()))
+                    .push_bind(a.actor_id)
+                    .push_bind(a.at);
+            });
+            q.build().execute(&mut *self.tx).await?;
+        }
+        Ok(())
+    }
+
+    async fn outbox_insert_many(&mut self, all: &[NewOutbox], now: Millis) -> Result<()> {
+        for chunk in all.chunks(100) {
+            let mut q: QueryBuilder<Sqlite> = QueryBuilder::new(
+                "INSERT INTO outbox (channel, to_addr, subject, body, lead_id, touch_id, created_at) ",
+            );
+            q.push_values(chunk, |mut b, m| {
+                b.push_bind(m.channel.as_str())
+                    .push_bind(m.to_addr.clone())
+                    .push_bind(m.subject.clone())
+                    .push_bind(m.body.clone())
+                    .push_bind(m.lead_id)
+                    .push_bind(m.touch_id)
+                    .push_bind(now);
+            });
+            q.build().execute(&mut *self.tx).await?;
+        }
+        Ok(())
+    }
+
     async fn enrollments_for_leads(&mut self, lead_ids: &[i64]) -> Result<Vec<Enrollment>> {
         if lead_ids.is_empty() {
             return Ok(vec![]);
@@ -705,10 +792,11 @@ impl Tx for SqliteTx {
         worker: &str,
         lease_until: Millis,
     ) -> Result<Vec<Touch>> {
-        // One statement: the rows it picks are the rows it marks, so two claimers never share one.
-        Ok(sqlx::query_as(sql!(
+        // One statement each: the rows it picks are the rows it marks, so two claimers never
+        // share one. New leads' speed-to-lead touches first, so a backlog never delays them.
+        let mut out: Vec<Touch> = sqlx::query_as(sql!(
             "UPDATE touches SET status = 'sending', claimed_by = ?, lease_until = ?
-             WHERE id IN (SELECT id FROM touches WHERE status = 'scheduled' AND task_id IS NULL AND due_at <= ? ORDER BY due_at LIMIT ?)
+             WHERE id IN (SELECT id FROM touches WHERE status = 'scheduled' AND task_id IS NULL AND plan = 'speed-to-lead' AND due_at <= ? ORDER BY due_at LIMIT ?)
              RETURNING {TOUCH_COLS}"
         ))
         .bind(worker)
@@ -716,7 +804,23 @@ impl Tx for SqliteTx {
         .bind(now)
         .bind(limit)
         .fetch_all(&mut *self.tx)
-        .await?)
+        .await?;
+        let rest = limit - out.len() as i64;
+        if rest > 0 {
+            let more: Vec<Touch> = sqlx::query_as(sql!(
+                "UPDATE touches SET status = 'sending', claimed_by = ?, lease_until = ?
+                 WHERE id IN (SELECT id FROM touches WHERE status = 'scheduled' AND task_id IS NULL AND due_at <= ? ORDER BY due_at LIMIT ?)
+                 RETURNING {TOUCH_COLS}"
+            ))
+            .bind(worker)
+            .bind(lease_until)
+            .bind(now)
+            .bind(rest)
+            .fetch_all(&mut *self.tx)
+            .await?;
+            out.extend(more);
+        }
+        Ok(out)
     }
 
     async fn touch_release(&mut self, id: i64) -> Result<()> {
@@ -738,42 +842,64 @@ impl Tx for SqliteTx {
     }
 
     async fn touches_record(&mut self, results: &[TouchResult], now: Millis) -> Result<()> {
-        for r in results {
-            let attempt: Option<i64> = if r.attempt {
-                Some(
-                    sqlx::query_scalar(
-                        "UPDATE leads SET attempts = attempts + 1, last_touch_at = ?, first_attempt_at = COALESCE(first_attempt_at, ?),
-                           stage = CASE WHEN stage = 'new' THEN 'attempting' ELSE stage END, updated_at = ?
-                         WHERE id = ? RETURNING attempts",
-                    )
-                    .bind(now)
-                    .bind(now)
-                    .bind(now)
-                    .bind(r.lead_id)
-                    .fetch_optional(&mut *self.tx)
-                    .await?
-                    .unwrap_or(0),
-                )
-            } else {
-                None
-            };
-            sqlx::query(
-                "UPDATE touches SET status = ?, reason = COALESCE(?, reason), sent_channel = ?, subject = ?, content = ?, provider_id = ?,
-                   attempt = ?, delivery = CASE WHEN ? = 'sent' THEN 'queued' ELSE delivery END, settled_at = ?, claimed_by = NULL, lease_until = NULL
-                 WHERE id = ?",
+        // One attempts update per lead (not per touch): the lead's new count gives each of its
+        // touches its attempt number, in order.
+        let mut per_lead: Vec<(i64, i64)> = Vec::new();
+        for r in results.iter().filter(|r| r.attempt) {
+            match per_lead.iter_mut().find(|(l, _)| *l == r.lead_id) {
+                Some((_, n)) => *n += 1,
+                None => per_lead.push((r.lead_id, 1)),
+            }
+        }
+        let mut next_attempt: std::collections::HashMap<i64, i64> =
+            std::collections::HashMap::new();
+        for (lead_id, n) in &per_lead {
+            let total: i64 = sqlx::query_scalar(
+                "UPDATE leads SET attempts = attempts + ?, last_touch_at = ?, first_attempt_at = COALESCE(first_attempt_at, ?),
+                   stage = CASE WHEN stage = 'new' THEN 'attempting' ELSE stage END, updated_at = ?
+                 WHERE id = ? RETURNING attempts",
             )
-            .bind(r.status.as_str())
-            .bind(&r.reason)
-            .bind(r.sent_channel.map(|c| c.as_str()))
-            .bind(&r.subject)
-            .bind(&r.content)
-            .bind(&r.provider_id)
-            .bind(attempt)
-            .bind(r.status.as_str())
+            .bind(n)
             .bind(now)
-            .bind(r.touch_id)
-            .execute(&mut *self.tx)
-            .await?;
+            .bind(now)
+            .bind(now)
+            .bind(lead_id)
+            .fetch_optional(&mut *self.tx)
+            .await?
+            .unwrap_or(*n);
+            next_attempt.insert(*lead_id, total - n + 1);
+        }
+        // Every touch of the batch in a few statements: UPDATE … FROM (VALUES …).
+        for chunk in results.chunks(100) {
+            let mut q: QueryBuilder<Sqlite> = QueryBuilder::new(
+                "WITH v(id, status, reason, sent_channel, subject, content, provider_id, attempt) AS (",
+            );
+            q.push_values(chunk, |mut b, r| {
+                let attempt = if r.attempt {
+                    let slot = next_attempt.entry(r.lead_id).or_insert(1);
+                    let a = *slot;
+                    *slot += 1;
+                    Some(a)
+                } else {
+                    None
+                };
+                b.push_bind(r.touch_id)
+                    .push_bind(r.status.as_str())
+                    .push_bind(r.reason.clone())
+                    .push_bind(r.sent_channel.map(|c| c.as_str()))
+                    .push_bind(r.subject.clone())
+                    .push_bind(r.content.clone())
+                    .push_bind(r.provider_id.clone())
+                    .push_bind(attempt);
+            });
+            q.push(
+                ") UPDATE touches SET status = v.status, reason = COALESCE(v.reason, touches.reason), sent_channel = v.sent_channel,
+                   subject = v.subject, content = v.content, provider_id = v.provider_id, attempt = v.attempt,
+                   delivery = CASE WHEN v.status = 'sent' THEN 'queued' ELSE touches.delivery END, settled_at = ",
+            )
+            .push_bind(now)
+            .push(", claimed_by = NULL, lease_until = NULL FROM v WHERE touches.id = v.id");
+            q.build().execute(&mut *self.tx).await?;
         }
         Ok(())
     }
@@ -1182,6 +1308,137 @@ impl Tx for SqliteTx {
 
     async fn video(&mut self, id: i64) -> Result<Option<Video>> {
         Ok(sqlx::query_as("SELECT id, lead_id, user_id, file, content_type, size, created_at FROM videos WHERE id = ?").bind(id).fetch_optional(&mut *self.tx).await?)
+    }
+
+    async fn intake_insert(&mut self, i: &Intake) -> Result<i64> {
+        Ok(sqlx::query_scalar("INSERT INTO intakes (token, source, plan, routing, thank_you_url, active, created_at) VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING id")
+            .bind(&i.token)
+            .bind(&i.source)
+            .bind(&i.plan)
+            .bind(&i.routing)
+            .bind(&i.thank_you_url)
+            .bind(i.active)
+            .bind(i.created_at)
+            .fetch_one(&mut *self.tx)
+            .await?)
+    }
+
+    async fn intake_by_token(&mut self, token: &str) -> Result<Option<Intake>> {
+        Ok(sqlx::query_as("SELECT id, token, source, plan, routing, thank_you_url, active, created_at FROM intakes WHERE token = ?")
+            .bind(token)
+            .fetch_optional(&mut *self.tx)
+            .await?)
+    }
+
+    async fn intake(&mut self, id: i64) -> Result<Option<Intake>> {
+        Ok(sqlx::query_as("SELECT id, token, source, plan, routing, thank_you_url, active, created_at FROM intakes WHERE id = ?")
+            .bind(id)
+            .fetch_optional(&mut *self.tx)
+            .await?)
+    }
+
+    async fn intakes(&mut self) -> Result<Vec<Intake>> {
+        Ok(sqlx::query_as("SELECT id, token, source, plan, routing, thank_you_url, active, created_at FROM intakes ORDER BY id").fetch_all(&mut *self.tx).await?)
+    }
+
+    async fn intake_save(&mut self, i: &Intake) -> Result<()> {
+        sqlx::query("UPDATE intakes SET source = ?, plan = ?, routing = ?, thank_you_url = ?, active = ? WHERE id = ?")
+            .bind(&i.source)
+            .bind(&i.plan)
+            .bind(&i.routing)
+            .bind(&i.thank_you_url)
+            .bind(i.active)
+            .bind(i.id)
+            .execute(&mut *self.tx)
+            .await?;
+        Ok(())
+    }
+
+    async fn intake_round_robin_next(&mut self, id: i64) -> Result<i64> {
+        Ok(sqlx::query_scalar(
+            "UPDATE intakes SET rr_cursor = rr_cursor + 1 WHERE id = ? RETURNING rr_cursor",
+        )
+        .bind(id)
+        .fetch_optional(&mut *self.tx)
+        .await?
+        .unwrap_or(0))
+    }
+
+    async fn consent_insert(&mut self, c: &Consent) -> Result<i64> {
+        Ok(sqlx::query_scalar("INSERT INTO consents (lead_id, channel, source, wording, ip, at) VALUES (?, ?, ?, ?, ?, ?) RETURNING id")
+            .bind(c.lead_id)
+            .bind(&c.channel)
+            .bind(&c.source)
+            .bind(&c.wording)
+            .bind(&c.ip)
+            .bind(c.at)
+            .fetch_one(&mut *self.tx)
+            .await?)
+    }
+
+    async fn consents(&mut self, lead_id: i64) -> Result<Vec<Consent>> {
+        Ok(sqlx::query_as("SELECT id, lead_id, channel, source, wording, ip, at FROM consents WHERE lead_id = ? ORDER BY at, id").bind(lead_id).fetch_all(&mut *self.tx).await?)
+    }
+
+    async fn leads_with_text_consent(&mut self, lead_ids: &[i64]) -> Result<Vec<i64>> {
+        if lead_ids.is_empty() {
+            return Ok(vec![]);
+        }
+        Ok(sqlx::query_scalar(sql!(
+            "SELECT DISTINCT lead_id FROM consents WHERE channel = 'text' AND lead_id IN ({})",
+            ids_list(lead_ids)
+        ))
+        .fetch_all(&mut *self.tx)
+        .await?)
+    }
+
+    async fn pond_insert(&mut self, p: &Pond) -> Result<()> {
+        sqlx::query("INSERT INTO ponds (lead_id, intake_id, agents, expires_at, created_at) VALUES (?, ?, ?, ?, ?)")
+            .bind(p.lead_id)
+            .bind(p.intake_id)
+            .bind(serde_json::to_string(&p.agents).unwrap_or_else(|_| "[]".into()))
+            .bind(p.expires_at)
+            .bind(p.created_at)
+            .execute(&mut *self.tx)
+            .await?;
+        Ok(())
+    }
+
+    async fn pond(&mut self, lead_id: i64) -> Result<Option<Pond>> {
+        Ok(sqlx::query_as("SELECT lead_id, intake_id, agents, expires_at, created_at FROM ponds WHERE lead_id = ?").bind(lead_id).fetch_optional(&mut *self.tx).await?)
+    }
+
+    async fn pond_take(&mut self, lead_id: i64) -> Result<bool> {
+        Ok(sqlx::query("DELETE FROM ponds WHERE lead_id = ?")
+            .bind(lead_id)
+            .execute(&mut *self.tx)
+            .await?
+            .rows_affected()
+            == 1)
+    }
+
+    async fn ponds_for_user(&mut self, user_id: i64) -> Result<Vec<Pond>> {
+        let all: Vec<Pond> = sqlx::query_as("SELECT lead_id, intake_id, agents, expires_at, created_at FROM ponds ORDER BY created_at").fetch_all(&mut *self.tx).await?;
+        Ok(all
+            .into_iter()
+            .filter(|p| p.agents.contains(&user_id))
+            .collect())
+    }
+
+    async fn ponds_expired(&mut self, now: Millis) -> Result<Vec<Pond>> {
+        Ok(sqlx::query_as("SELECT lead_id, intake_id, agents, expires_at, created_at FROM ponds WHERE expires_at <= ? ORDER BY expires_at LIMIT 500")
+            .bind(now)
+            .fetch_all(&mut *self.tx)
+            .await?)
+    }
+
+    async fn tasks_claim(&mut self, lead_id: i64, user_id: i64) -> Result<u64> {
+        Ok(sqlx::query("UPDATE tasks SET assignee_id = ? WHERE lead_id = ? AND status = 'open' AND assignee_id IS NULL")
+            .bind(user_id)
+            .bind(lead_id)
+            .execute(&mut *self.tx)
+            .await?
+            .rows_affected())
     }
 
     async fn report_rows(&mut self, since: Millis, now: Millis) -> Result<ReportRows> {

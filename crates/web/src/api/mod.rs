@@ -1,5 +1,6 @@
 //! The JSON API under `/api/v1`, one file per resource.
 
+pub mod intakes;
 pub mod leads;
 pub mod misc;
 pub mod notifications;
@@ -50,6 +51,10 @@ pub fn routes() -> Router<AppState> {
             )),
         )
         .route("/leads/{id}/videos/{video}/send", post(leads::send_video))
+        .route("/leads/{id}/claim", post(intakes::claim))
+        .route("/leads/{id}/consents", get(intakes::consents))
+        .route("/pond", get(intakes::pond))
+        .route("/intakes", get(intakes::list).post(intakes::create))
         .route("/tasks", get(tasks::list))
         .route("/tasks/{id}/complete", post(tasks::complete))
         .route("/plans", get(plans::list_plans))

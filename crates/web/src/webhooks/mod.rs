@@ -13,8 +13,15 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use serde::Deserialize;
 
+pub mod intake;
+
 pub fn routes() -> Router<AppState> {
     Router::new()
+        .route("/webhooks/leads/{token}", post(intake::post_lead))
+        .route(
+            "/webhooks/leads/{token}/thanks",
+            axum::routing::get(intake::thanks),
+        )
         .route("/webhooks/twilio/sms", post(twilio_sms))
         .route("/webhooks/twilio/status", post(twilio_status))
         .route("/webhooks/email/inbound", post(email_inbound))
@@ -142,9 +149,18 @@ async fn email_inbound(
                 .fold(0u8, |acc, (a, b)| acc | (a ^ b))
                 == 0
     });
-    if !ok {
-        return Err(ApiError::not_found());
+    if ok {
+        state.engine.inbound_email(&body).await?;
+        return Ok(StatusCode::NO_CONTENT);
     }
-    state.engine.inbound_email(&body).await?;
-    Ok(StatusCode::NO_CONTENT)
+    // Else it may be an intake's token: a lead-notification email.
+    if given.len() == 32 && given.bytes().all(|b| b.is_ascii_hexdigit()) {
+        state.limits.check(&format!("intake:{given}"), 120)?;
+        match state.engine.intake_email(given, &body).await {
+            Ok(_) => return Ok(StatusCode::NO_CONTENT),
+            Err(relentless_engine::Error::NotFound) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Err(ApiError::not_found())
 }

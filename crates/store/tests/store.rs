@@ -1,0 +1,1055 @@
+//! One suite for both backends, each against the real thing: a SQLite file in a temp dir and a
+//! fresh database on the PostgreSQL server (`RELENTLESS_TEST_POSTGRES`, default the local one).
+//! Every test in `both!` runs twice (`name::sqlite`, `name::postgres`); what only makes sense on
+//! one backend (query plans, pragmas, LISTEN/NOTIFY, SKIP LOCKED, advisory locks) is below.
+
+use relentless_core::types::*;
+use relentless_store::postgres::PostgresStore;
+use relentless_store::postgres::testing::TestDatabase;
+use relentless_store::sqlite::SqliteStore;
+use relentless_store::*;
+use std::sync::Arc;
+use std::time::Duration;
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// A migrated store of one backend; the database goes away with it.
+struct TestStore {
+    s: DynStore,
+    sqlite: Option<Arc<SqliteStore>>,
+    pg: Option<Arc<PostgresStore>>,
+    dir: tempfile::TempDir,
+    db: Option<TestDatabase>,
+}
+
+impl std::ops::Deref for TestStore {
+    type Target = dyn Store;
+    fn deref(&self) -> &Self::Target {
+        self.s.as_ref()
+    }
+}
+
+impl TestStore {
+    async fn new(backend: Backend) -> TestStore {
+        let dir = tempfile::tempdir().unwrap();
+        let t = match backend {
+            Backend::Sqlite => {
+                let s = Arc::new(
+                    SqliteStore::open(&format!("sqlite://{}/s.db", dir.path().display()))
+                        .await
+                        .unwrap(),
+                );
+                TestStore {
+                    s: s.clone(),
+                    sqlite: Some(s),
+                    pg: None,
+                    dir,
+                    db: None,
+                }
+            }
+            Backend::Postgres => {
+                let db = TestDatabase::create().await.unwrap();
+                let s = Arc::new(PostgresStore::open(db.url(), 4).await.unwrap());
+                TestStore {
+                    s: s.clone(),
+                    sqlite: None,
+                    pg: Some(s),
+                    dir,
+                    db: Some(db),
+                }
+            }
+        };
+        t.migrate().await.unwrap();
+        t.migrate().await.unwrap(); // idempotent
+        t
+    }
+
+    /// Another store on the same database, as another process would open it.
+    async fn another(&self) -> Arc<PostgresStore> {
+        Arc::new(
+            PostgresStore::open(self.db.as_ref().unwrap().url(), 4)
+                .await
+                .unwrap(),
+        )
+    }
+}
+
+/// Runs each listed `async fn name(backend: Backend)` once per backend.
+macro_rules! both {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                super::$name(super::Backend::Sqlite).await
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                super::$name(super::Backend::Postgres).await
+            }
+        }
+    )*};
+}
+
+both!(
+    leads_round_trip_and_match_by_email_phone_or_external_id,
+    a_duplicate_external_id_is_a_conflict_and_a_rolled_back_tx_leaves_nothing,
+    a_users_email_is_unique_whatever_its_case,
+    names_are_found_through_full_text_search_with_prefixes_and_accents,
+    claims_are_exclusive_and_leases_expire,
+    foreign_keys_are_enforced,
+    notifications_are_read_back_in_order_per_user,
+    backup_is_a_consistent_copy,
+    speed_to_lead_is_claimed_before_a_backlog,
+    batches_of_activities_and_outbox_copies_round_trip,
+);
+
+fn lead(first: &str, last: &str, email: &str, phone: &str) -> Lead {
+    Lead {
+        id: 0,
+        first_name: first.into(),
+        last_name: last.into(),
+        email: Some(email.into()),
+        phone: Some(phone.into()),
+        timezone: "America/Chicago".into(),
+        region: None,
+        source: "test".into(),
+        level: Level::Warm,
+        stage: Stage::New,
+        preferred_channel: None,
+        assigned_to: None,
+        external_id: None,
+        tags: vec!["a".into()],
+        notes: String::new(),
+        property_address: String::new(),
+        sms_opt_out: false,
+        email_opt_out: false,
+        do_not_call: false,
+        email_bad: false,
+        phone_bad: false,
+        attempts: 0,
+        first_attempt_at: None,
+        first_call_at: None,
+        answered_at: None,
+        answered_on: None,
+        attempts_at_answer: None,
+        last_touch_at: None,
+        next_touch_at: None,
+        created_at: 1,
+        updated_at: 1,
+    }
+}
+
+fn team() -> Team {
+    Team {
+        name: "T".into(),
+        country: "US".into(),
+        timezone: "UTC".into(),
+        sending_window: "{}".into(),
+        state_windows: "{}".into(),
+        holidays: "[]".into(),
+        postal_address: String::new(),
+        support_contact: String::new(),
+        escalation_minutes: 60,
+        require_text_consent: false,
+    }
+}
+
+fn user(email: &str) -> NewUser {
+    NewUser {
+        email: email.into(),
+        name: "U".into(),
+        phone: None,
+        role: Role::Agent,
+        password_hash: None,
+    }
+}
+
+/// A lead with `n` email touches due at 0..n (email is never held by the sending window).
+async fn lead_with_due_touches(s: &dyn Store, email: &str, n: i64) -> i64 {
+    let mut tx = s.write().await.unwrap();
+    if tx.team().await.unwrap().is_none() {
+        tx.team_save(&team(), 0).await.unwrap();
+    }
+    let id = tx
+        .lead_insert(&lead("A", "B", email, "+15125550104"))
+        .await
+        .unwrap();
+    let touches: Vec<NewTouch> = (0..n)
+        .map(|i| NewTouch {
+            step: i,
+            channel: Channel::Email,
+            template: "t".into(),
+            planned_at: i,
+            due_at: i,
+            reason: None,
+        })
+        .collect();
+    tx.enrollment_insert(id, "p", 1, 0, &touches).await.unwrap();
+    tx.commit().await.unwrap();
+    id
+}
+
+async fn leads_round_trip_and_match_by_email_phone_or_external_id(b: Backend) {
+    let s = TestStore::new(b).await;
+    let mut tx = s.write().await.unwrap();
+    let mut l = lead("José", "Núñez", "Jose@Example.com", "+15125550100");
+    l.external_id = Some("crm-1".into());
+    l.tags = vec!["a".into(), "b c".into()];
+    let id = tx.lead_insert(&l).await.unwrap();
+    tx.commit().await.unwrap();
+    let mut tx = s.read().await.unwrap();
+    let got = tx.lead(id).await.unwrap().unwrap();
+    assert_eq!(
+        (got.first_name.as_str(), got.tags.clone()),
+        ("José", vec!["a".to_string(), "b c".to_string()])
+    );
+    assert_eq!(
+        got,
+        Lead { id, ..l.clone() },
+        "every field comes back as written"
+    );
+    assert_eq!(
+        tx.lead_match(None, Some("jose@example.com"), None)
+            .await
+            .unwrap()
+            .unwrap()
+            .id,
+        id
+    );
+    assert_eq!(
+        tx.lead_match(None, None, Some("+15125550100"))
+            .await
+            .unwrap()
+            .unwrap()
+            .id,
+        id
+    );
+    assert_eq!(
+        tx.lead_match(Some("crm-1"), None, None)
+            .await
+            .unwrap()
+            .unwrap()
+            .id,
+        id
+    );
+    assert!(
+        tx.lead_match(Some("crm-2"), Some("x@example.com"), Some("+15125550199"))
+            .await
+            .unwrap()
+            .is_none()
+    );
+    drop(tx);
+    // The same in a write transaction (which locks what it matches on PostgreSQL).
+    let mut tx = s.write().await.unwrap();
+    let mut m = tx
+        .lead_match(Some("crm-1"), Some("jose@example.com"), None)
+        .await
+        .unwrap()
+        .unwrap();
+    m.tags.push("merged".into());
+    m.sms_opt_out = true;
+    tx.lead_save(&m).await.unwrap();
+    tx.commit().await.unwrap();
+    let mut tx = s.read().await.unwrap();
+    let got = tx.lead(id).await.unwrap().unwrap();
+    assert_eq!(got.tags, ["a", "b c", "merged"]);
+    assert!(got.sms_opt_out);
+}
+
+async fn a_duplicate_external_id_is_a_conflict_and_a_rolled_back_tx_leaves_nothing(b: Backend) {
+    let s = TestStore::new(b).await;
+    let mut l = lead("A", "B", "a@example.com", "+15125550101");
+    l.external_id = Some("x".into());
+    let mut tx = s.write().await.unwrap();
+    tx.lead_insert(&l).await.unwrap();
+    tx.commit().await.unwrap();
+    let mut tx = s.write().await.unwrap();
+    tx.lead_insert(&lead("C", "D", "c@example.com", "+15125550102"))
+        .await
+        .unwrap();
+    let err = tx.lead_insert(&l).await.unwrap_err();
+    assert!(
+        matches!(err, StoreError::Conflict(ref f) if f == "external_id"),
+        "{err}"
+    );
+    drop(tx); // not committed: the first insert of this tx is gone too
+    let mut tx = s.read().await.unwrap();
+    assert_eq!(
+        tx.leads_page(&LeadFilter {
+            limit: 10,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .len(),
+        1
+    );
+}
+
+async fn a_users_email_is_unique_whatever_its_case(b: Backend) {
+    let s = TestStore::new(b).await;
+    let mut tx = s.write().await.unwrap();
+    let id = tx.user_insert(&user("Sam@Example.com"), 1).await.unwrap();
+    tx.commit().await.unwrap();
+    let mut tx = s.write().await.unwrap();
+    let err = tx
+        .user_insert(&user("sam@example.COM"), 2)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, StoreError::Conflict(ref f) if f == "email"),
+        "{err}"
+    );
+    drop(tx);
+    let mut tx = s.write().await.unwrap();
+    let other = tx.user_insert(&user("riley@example.com"), 3).await.unwrap();
+    let mut u = tx.user(other).await.unwrap().unwrap();
+    u.email = "SAM@example.com".into();
+    let err = tx.user_save(&u).await.unwrap_err();
+    assert!(
+        matches!(err, StoreError::Conflict(ref f) if f == "email"),
+        "{err}"
+    );
+    drop(tx);
+    let mut tx = s.read().await.unwrap();
+    let found = tx.user_by_email("SAM@EXAMPLE.COM").await.unwrap().unwrap();
+    assert_eq!((found.id, found.email.as_str()), (id, "Sam@Example.com"));
+    assert!(found.active && !found.notify_sms);
+}
+
+async fn names_are_found_through_full_text_search_with_prefixes_and_accents(b: Backend) {
+    let s = TestStore::new(b).await;
+    let mut tx = s.write().await.unwrap();
+    for (f, l) in [
+        ("José", "Núñez"),
+        ("Joseph", "Smith"),
+        ("Ann", "Joseph"),
+        ("Zoe", "Quinn"),
+        ("Mary-Jane", "O'Brien"),
+        ("J.R.", "Ewing"),
+    ] {
+        tx.lead_insert(&lead(f, l, &format!("{f}@example.com"), "+15125550103"))
+            .await
+            .unwrap();
+    }
+    tx.commit().await.unwrap();
+    let mut tx = s.read().await.unwrap();
+    let find = |q: &str| LeadFilter {
+        name_query: Some(q.into()),
+        limit: 10,
+        ..Default::default()
+    };
+    assert_eq!(
+        tx.leads_page(&find("jose")).await.unwrap().len(),
+        3,
+        "José, Joseph, Ann Joseph"
+    );
+    assert_eq!(
+        tx.leads_page(&find("nunez")).await.unwrap().len(),
+        1,
+        "diacritics folded"
+    );
+    assert_eq!(
+        tx.leads_page(&find("NÚÑ")).await.unwrap().len(),
+        1,
+        "case and accents in the query too"
+    );
+    assert_eq!(tx.leads_page(&find("zoe quinn")).await.unwrap().len(), 1);
+    assert_eq!(tx.leads_page(&find("zoe smith")).await.unwrap().len(), 0);
+    assert_eq!(tx.leads_page(&find("quin")).await.unwrap().len(), 1);
+    assert_eq!(tx.leads_page(&find("uinn")).await.unwrap().len(), 0);
+    assert_eq!(tx.leads_page(&find("o'brien")).await.unwrap().len(), 1);
+    assert_eq!(tx.leads_page(&find("brien jane")).await.unwrap().len(), 1);
+    assert_eq!(tx.leads_page(&find("j ewing")).await.unwrap().len(), 1);
+    assert_eq!(
+        tx.leads_page(&find("\"); DROP TABLE leads; --"))
+            .await
+            .unwrap()
+            .len(),
+        0,
+        "hostile input is just words"
+    );
+    assert_eq!(
+        tx.leads_page(&find(" !!! ")).await.unwrap().len(),
+        0,
+        "no words: nothing, not an error"
+    );
+    // Renames are indexed too.
+    drop(tx);
+    let mut tx = s.write().await.unwrap();
+    let mut z = tx.leads_page(&find("zoe")).await.unwrap().remove(0);
+    z.first_name = "Zelda".into();
+    tx.lead_save(&z).await.unwrap();
+    tx.commit().await.unwrap();
+    let mut tx = s.read().await.unwrap();
+    assert_eq!(tx.leads_page(&find("zoe")).await.unwrap().len(), 0);
+    assert_eq!(tx.leads_page(&find("zelda")).await.unwrap().len(), 1);
+}
+
+async fn claims_are_exclusive_and_leases_expire(b: Backend) {
+    let s = TestStore::new(b).await;
+    let lead_id = lead_with_due_touches(&*s, "a@example.com", 5).await;
+    let mut tx = s.write().await.unwrap();
+    assert_eq!(tx.next_due_at().await.unwrap(), Some(0));
+    let a = tx.claim_due(10, 3, "a", 1000).await.unwrap();
+    let b2 = tx.claim_due(10, 3, "b", 1000).await.unwrap();
+    tx.commit().await.unwrap();
+    assert_eq!((a.len(), b2.len()), (3, 2));
+    assert_eq!(
+        a.iter().map(|t| t.due_at).collect::<Vec<_>>(),
+        [0, 1, 2],
+        "oldest first"
+    );
+    assert!(a.iter().all(|t| !b2.iter().any(|u| u.id == t.id)));
+    assert!(
+        a.iter()
+            .chain(&b2)
+            .all(|t| t.status == TouchStatus::Sending)
+    );
+    let mut tx = s.write().await.unwrap();
+    assert!(tx.claim_due(10, 3, "c", 1000).await.unwrap().is_empty());
+    assert_eq!(tx.next_due_at().await.unwrap(), None);
+    // A released touch can be claimed again; a rescheduled one when it falls due.
+    tx.touch_release(a[0].id).await.unwrap();
+    tx.touch_reschedule(a[1].id, 50, "held").await.unwrap();
+    assert_eq!(tx.claim_due(10, 5, "d", 1000).await.unwrap().len(), 1);
+    assert_eq!(tx.next_due_at().await.unwrap(), Some(50));
+    assert!(
+        tx.touches_expire_sending(999).await.unwrap().is_empty(),
+        "leases still running"
+    );
+    let expired = tx.touches_expire_sending(1001).await.unwrap();
+    assert_eq!(expired.len(), 4);
+    assert!(expired.iter().all(|t| t.status == TouchStatus::Uncertain));
+    // The outcome of a claimed touch: an attempt for the lead.
+    let c = tx.claim_due(60, 5, "e", 2000).await.unwrap();
+    assert_eq!(c.len(), 1);
+    tx.touches_record(
+        &[TouchResult {
+            touch_id: c[0].id,
+            lead_id,
+            status: TouchStatus::Sent,
+            reason: None,
+            sent_channel: Some(Channel::Email),
+            subject: Some("Hi".into()),
+            content: Some("Body".into()),
+            provider_id: Some("p-1".into()),
+            attempt: true,
+        }],
+        70,
+    )
+    .await
+    .unwrap();
+    tx.leads_refresh_next(&[lead_id]).await.unwrap();
+    tx.commit().await.unwrap();
+    let mut tx = s.read().await.unwrap();
+    let t = tx.touch(c[0].id).await.unwrap().unwrap();
+    assert_eq!(
+        (
+            t.status,
+            t.attempt,
+            t.delivery.as_deref(),
+            t.settled_at,
+            t.reason.as_deref()
+        ),
+        (
+            TouchStatus::Sent,
+            Some(1),
+            Some("queued"),
+            Some(70),
+            Some("held")
+        )
+    );
+    assert_eq!(
+        tx.touch_by_provider_id("p-1").await.unwrap().unwrap().id,
+        t.id
+    );
+    let l = tx.lead(lead_id).await.unwrap().unwrap();
+    assert_eq!(
+        (l.attempts, l.stage, l.first_attempt_at, l.next_touch_at),
+        (1, Stage::Attempting, Some(70), None)
+    );
+    let statuses: Vec<TouchStatus> = tx
+        .touches_for_lead(lead_id)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|t| t.status)
+        .collect();
+    assert_eq!(
+        statuses
+            .iter()
+            .filter(|s| **s == TouchStatus::Uncertain)
+            .count(),
+        4
+    );
+}
+
+async fn foreign_keys_are_enforced(b: Backend) {
+    let s = TestStore::new(b).await;
+    let mut tx = s.write().await.unwrap();
+    assert!(
+        tx.enrollment_insert(9999, "p", 1, 0, &[]).await.is_err(),
+        "an enrollment for a missing lead is refused"
+    );
+}
+
+async fn notifications_are_read_back_in_order_per_user(b: Backend) {
+    let s = TestStore::new(b).await;
+    let mut tx = s.write().await.unwrap();
+    let u1 = tx.user_insert(&user("u1@example.com"), 1).await.unwrap();
+    let u2 = tx.user_insert(&user("u2@example.com"), 1).await.unwrap();
+    let mut ids = vec![];
+    for (i, u) in [u1, u2, u1, u1].into_iter().enumerate() {
+        ids.push(
+            tx.notification_insert(&NewNotification {
+                user_id: u,
+                event: EventKind::Engagement,
+                lead_id: None,
+                lead_name: format!("L{i}"),
+                kind: "open".into(),
+                at: i as i64,
+                detail: String::new(),
+            })
+            .await
+            .unwrap(),
+        );
+    }
+    tx.commit().await.unwrap();
+    assert!(ids.windows(2).all(|w| w[0] < w[1]), "ids increase: {ids:?}");
+    let mut tx = s.read().await.unwrap();
+    let mine = tx.notifications_after(u1, ids[0], 10).await.unwrap();
+    assert_eq!(
+        mine.iter().map(|n| n.id).collect::<Vec<_>>(),
+        [ids[2], ids[3]]
+    );
+    assert_eq!(mine[0].event, "engagement");
+}
+
+async fn backup_is_a_consistent_copy(b: Backend) {
+    let s = TestStore::new(b).await;
+    let mut tx = s.write().await.unwrap();
+    tx.lead_insert(&lead("A", "B", "a@example.com", "+15125550105"))
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    let path = s.dir.path().join("copy.db");
+    s.backup(path.to_str().unwrap()).await.unwrap();
+    let mut restored = None;
+    let copy: DynStore = match b {
+        Backend::Sqlite => Arc::new(
+            SqliteStore::open(&format!("sqlite://{}", path.display()))
+                .await
+                .unwrap(),
+        ),
+        Backend::Postgres => {
+            // pg_dump's custom format, restored with pg_restore into another database.
+            let db = TestDatabase::create().await.unwrap();
+            let out = std::process::Command::new("pg_restore")
+                .arg("--dbname")
+                .arg(db.url())
+                .arg(&path)
+                .output()
+                .expect("pg_restore on the PATH");
+            assert!(out.status.success(), "{out:?}");
+            let copy = Arc::new(PostgresStore::open(db.url(), 2).await.unwrap());
+            restored = Some(db);
+            copy
+        }
+    };
+    let mut tx = copy.read().await.unwrap();
+    assert_eq!(
+        tx.leads_page(&LeadFilter {
+            limit: 10,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .len(),
+        1
+    );
+    assert!(
+        s.backup(path.to_str().unwrap()).await.is_err(),
+        "never overwrites an existing file"
+    );
+    drop((tx, copy, restored));
+}
+
+async fn speed_to_lead_is_claimed_before_a_backlog(b: Backend) {
+    let s = TestStore::new(b).await;
+    let backlog = lead_with_due_touches(&*s, "old@example.com", 5).await;
+    let mut tx = s.write().await.unwrap();
+    let new = tx
+        .lead_insert(&lead("N", "L", "new@example.com", "+15125550106"))
+        .await
+        .unwrap();
+    tx.enrollment_insert(
+        new,
+        "speed-to-lead",
+        1,
+        100,
+        &[NewTouch {
+            step: 0,
+            channel: Channel::Email,
+            template: "t".into(),
+            planned_at: 100,
+            due_at: 100,
+            reason: None,
+        }],
+    )
+    .await
+    .unwrap();
+    let first = tx.claim_due(200, 3, "w", 1000).await.unwrap();
+    tx.commit().await.unwrap();
+    assert_eq!(
+        first
+            .iter()
+            .map(|t| (t.lead_id, t.due_at))
+            .collect::<Vec<_>>(),
+        [(new, 100), (backlog, 0), (backlog, 1)],
+        "the new lead first, then the backlog oldest first"
+    );
+    let mut tx = s.read().await.unwrap();
+    let ens = tx
+        .enrollments_by_ids(&[new, backlog], &[first[0].enrollment_id])
+        .await
+        .unwrap();
+    assert_eq!(ens.len(), 1);
+    assert_eq!(
+        (ens[0].lead_id, ens[0].plan.as_str()),
+        (new, "speed-to-lead")
+    );
+}
+
+async fn batches_of_activities_and_outbox_copies_round_trip(b: Backend) {
+    let s = TestStore::new(b).await;
+    let lead_id = lead_with_due_touches(&*s, "a@example.com", 2).await;
+    let mut tx = s.write().await.unwrap();
+    let acts: Vec<NewActivity> = (0..3)
+        .map(|i| NewActivity {
+            lead_id,
+            kind: format!("k{i}"),
+            detail: format!("d{i}"),
+            data: (i == 1).then(|| serde_json::json!({"i": i})),
+            actor_id: None,
+            at: 10 + i,
+        })
+        .collect();
+    tx.activities_insert(&acts).await.unwrap();
+    tx.activities_insert(&[]).await.unwrap();
+    let copies: Vec<NewOutbox> = (0..2)
+        .map(|i| NewOutbox {
+            channel: Channel::Email,
+            to_addr: "a@example.com".into(),
+            subject: (i == 0).then(|| "Hi".to_string()),
+            body: format!("body {i}"),
+            lead_id: Some(lead_id),
+            touch_id: None,
+        })
+        .collect();
+    tx.outbox_insert_many(&copies, 7).await.unwrap();
+    tx.outbox_insert_many(&[], 7).await.unwrap();
+    tx.commit().await.unwrap();
+    let mut tx = s.read().await.unwrap();
+    let timeline = tx.timeline(lead_id, None, 10).await.unwrap();
+    assert_eq!(
+        timeline.iter().map(|a| a.kind.as_str()).collect::<Vec<_>>(),
+        ["k2", "k1", "k0"]
+    );
+    assert_eq!(timeline[1].data.as_deref(), Some(r#"{"i":1}"#));
+    let out = tx.outbox(None, None, 10).await.unwrap();
+    assert_eq!(
+        out.iter()
+            .map(|m| (m.body.as_str(), m.subject.as_deref(), m.created_at))
+            .collect::<Vec<_>>(),
+        [("body 1", None, 7), ("body 0", Some("Hi"), 7)]
+    );
+}
+
+// ---------------------------------------------------------------------------------------
+// SQLite only
+
+/// The plan SQLite picks for a query, as text.
+async fn sqlite_plan(s: &SqliteStore, sql: &str) -> String {
+    let pool = sqlx::SqlitePool::connect(&s.url()).await.unwrap();
+    let rows: Vec<(i64, i64, i64, String)> =
+        sqlx::query_as(sqlx::AssertSqlSafe(format!("EXPLAIN QUERY PLAN {sql}")))
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+    rows.into_iter()
+        .map(|r| r.3)
+        .collect::<Vec<_>>()
+        .join(" | ")
+}
+
+#[tokio::test]
+async fn sqlite_hot_paths_use_indexes_not_table_scans() {
+    let t = TestStore::new(Backend::Sqlite).await;
+    let s = t.sqlite.as_ref().unwrap();
+    let due = sqlite_plan(s, "SELECT id FROM touches WHERE status = 'scheduled' AND task_id IS NULL AND due_at <= 5 ORDER BY due_at LIMIT 500").await;
+    assert!(due.contains("touches_due"), "due-touch query: {due}");
+    let first_page = sqlite_plan(
+        s,
+        "SELECT id FROM leads l WHERE 1 = 1 ORDER BY l.id DESC LIMIT 50",
+    )
+    .await;
+    assert!(
+        !first_page.contains("TEMP B-TREE"),
+        "leads list first page walks the primary key: {first_page}"
+    );
+    let agent_page = sqlite_plan(
+        s,
+        "SELECT id FROM leads l WHERE l.assigned_to = 3 AND l.id < 100 ORDER BY l.id DESC LIMIT 50",
+    )
+    .await;
+    assert!(agent_page.contains("leads_assigned"), "{agent_page}");
+    let email = sqlite_plan(s, "SELECT id FROM leads WHERE email_key = 'a@example.com'").await;
+    assert!(email.contains("leads_email"), "{email}");
+    let phone = sqlite_plan(s, "SELECT id FROM leads WHERE phone = '+15125550100'").await;
+    assert!(phone.contains("leads_phone"), "{phone}");
+    let name = sqlite_plan(s, "SELECT l.id FROM leads l JOIN leads_fts ON leads_fts.rowid = l.id AND leads_fts MATCH 'jo*' ORDER BY l.id DESC LIMIT 50").await;
+    assert!(
+        name.contains("VIRTUAL TABLE INDEX"),
+        "name search goes through FTS5: {name}"
+    );
+}
+
+#[tokio::test]
+async fn sqlite_runs_in_wal_mode_and_listens_to_no_one() {
+    let t = TestStore::new(Backend::Sqlite).await;
+    let pool = sqlx::SqlitePool::connect(&t.sqlite.as_ref().unwrap().url())
+        .await
+        .unwrap();
+    let mode: String = sqlx::query_scalar("PRAGMA journal_mode")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(mode, "wal");
+    assert!(t.listen().await.unwrap().is_none(), "one process per file");
+    assert_eq!(t.backend(), "sqlite");
+}
+
+// ---------------------------------------------------------------------------------------
+// PostgreSQL only
+
+/// The plan PostgreSQL picks for a query, as text.
+async fn pg_plan(s: &PostgresStore, sql: &str) -> String {
+    let rows: Vec<String> =
+        sqlx::query_scalar(sqlx::AssertSqlSafe(format!("EXPLAIN (COSTS OFF) {sql}")))
+            .fetch_all(s.pool())
+            .await
+            .unwrap();
+    rows.join(" | ")
+}
+
+#[tokio::test]
+async fn postgres_hot_paths_use_indexes_not_table_scans() {
+    let t = TestStore::new(Backend::Postgres).await;
+    let s = t.pg.as_ref().unwrap();
+    // Enough rows, and statistics, that a sequential scan is not simply the cheapest.
+    sqlx::query(
+        "INSERT INTO leads (first_name, last_name, email, email_key, phone, timezone, created_at, updated_at, assigned_to)
+         SELECT (ARRAY['John', 'Mary', 'Jose', 'Ann', 'Zoe', 'Liam', 'Emma', 'Noah', 'Olivia', 'Ava'])[1 + i % 10] || (i % 997),
+                'Smith' || (i % 5003), 'e' || i || '@example.com', 'e' || i || '@example.com', '+1512' || (2000000 + i), 'UTC', i, i, NULL
+         FROM generate_series(1, 20000) AS i",
+    )
+    .execute(s.pool())
+    .await
+    .unwrap();
+    sqlx::query("INSERT INTO enrollments (lead_id, plan, plan_version, state, started_at) SELECT id, 'p', 1, 'active', 0 FROM leads")
+        .execute(s.pool())
+        .await
+        .unwrap();
+    sqlx::query(
+        "INSERT INTO touches (enrollment_id, lead_id, plan, step, channel, template, planned_at, due_at, status, created_at)
+         SELECT e.id, e.lead_id, 'p', s, 'email', 't', e.lead_id * 1000 + s, e.lead_id * 1000 + s,
+                CASE WHEN s < 3 THEN 'sent' ELSE 'scheduled' END, 0
+         FROM enrollments e, generate_series(0, 4) AS s",
+    )
+    .execute(s.pool())
+    .await
+    .unwrap();
+    sqlx::query(
+        "INSERT INTO users (email, name, role, created_at) SELECT 'u' || i || '@example.com', 'U', 'agent', 0 FROM generate_series(1, 2000) AS i",
+    )
+    .execute(s.pool())
+    .await
+    .unwrap();
+    sqlx::query("ANALYZE").execute(s.pool()).await.unwrap();
+
+    let due = pg_plan(s, "SELECT id FROM touches WHERE status = 'scheduled' AND task_id IS NULL AND due_at <= 5000 ORDER BY due_at LIMIT 500").await;
+    assert!(due.contains("touches_due"), "due-touch query: {due}");
+    let claim = pg_plan(
+        s,
+        "UPDATE touches SET status = 'sending' WHERE id IN (SELECT id FROM touches WHERE status = 'scheduled' AND task_id IS NULL AND due_at <= 5000 ORDER BY due_at LIMIT 500 FOR UPDATE SKIP LOCKED)",
+    )
+    .await;
+    assert!(
+        claim.contains("touches_due") && claim.contains("touches_pkey"),
+        "the claim walks the due index and updates by primary key: {claim}"
+    );
+    let urgent = pg_plan(s, "SELECT id FROM touches WHERE status = 'scheduled' AND task_id IS NULL AND plan = 'speed-to-lead' AND due_at <= 5000 ORDER BY due_at LIMIT 500").await;
+    assert!(
+        urgent.contains("touches_due_urgent"),
+        "speed-to-lead first: {urgent}"
+    );
+    let email = pg_plan(
+        s,
+        "SELECT id FROM leads WHERE email_key = 'e5@example.com' ORDER BY id LIMIT 1",
+    )
+    .await;
+    assert!(email.contains("leads_email"), "{email}");
+    let phone = pg_plan(
+        s,
+        "SELECT id FROM leads WHERE phone = '+15122000005' ORDER BY id LIMIT 1",
+    )
+    .await;
+    assert!(phone.contains("leads_phone"), "{phone}");
+    let user = pg_plan(
+        s,
+        "SELECT id FROM users WHERE lower(email) = lower('A@example.com')",
+    )
+    .await;
+    assert!(user.contains("users_email_nocase"), "{user}");
+    let first_page = pg_plan(s, "SELECT id FROM leads l ORDER BY l.id DESC LIMIT 50").await;
+    assert!(
+        first_page.contains("leads_pkey") && !first_page.contains("Sort"),
+        "leads list first page walks the primary key: {first_page}"
+    );
+    let name = pg_plan(
+        s,
+        "SELECT l.id FROM leads l WHERE l.name_search @@ to_tsquery('simple', relentless_fold('''smith1234'':*')) ORDER BY l.id DESC LIMIT 50",
+    )
+    .await;
+    assert!(
+        name.contains("leads_name_search"),
+        "name search goes through the GIN index: {name}"
+    );
+}
+
+#[tokio::test]
+async fn postgres_connections_carry_the_timeouts() {
+    let t = TestStore::new(Backend::Postgres).await;
+    let s = t.pg.as_ref().unwrap();
+    let (statement, idle): (String, String) = sqlx::query_as(
+        "SELECT current_setting('statement_timeout'), current_setting('idle_in_transaction_session_timeout')",
+    )
+    .fetch_one(s.pool())
+    .await
+    .unwrap();
+    assert_eq!((statement.as_str(), idle.as_str()), ("30s", "2min"));
+    assert_eq!(t.backend(), "postgres");
+    // A statement past the timeout is cancelled, and that is "busy", not a broken database.
+    let short = PostgresStore::open_with(
+        t.db.as_ref().unwrap().url(),
+        &relentless_store::postgres::Settings {
+            pool_size: 1,
+            statement_timeout: Duration::from_millis(50),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    let err = sqlx::query("SELECT pg_sleep(1)")
+        .execute(short.pool())
+        .await
+        .map_err(StoreError::from)
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Busy), "{err:?}");
+}
+
+#[tokio::test]
+async fn postgres_concurrent_claims_skip_each_others_rows_instead_of_waiting() {
+    let t = TestStore::new(Backend::Postgres).await;
+    lead_with_due_touches(&*t, "a@example.com", 6).await;
+    let other = t.another().await;
+    // Process A claims and has not committed yet.
+    let mut a = t.write().await.unwrap();
+    let mine = a.claim_due(100, 4, "a", 10_000).await.unwrap();
+    assert_eq!(mine.len(), 4);
+    // Process B does not wait for A: it takes what A has not locked.
+    let mut b = tokio::time::timeout(Duration::from_secs(5), async {
+        let mut b = other.write().await.unwrap();
+        let theirs = b.claim_due(100, 4, "b", 10_000).await.unwrap();
+        (b, theirs)
+    })
+    .await
+    .expect("a claim never waits for another");
+    assert_eq!(b.1.len(), 2);
+    assert!(b.1.iter().all(|x| !mine.iter().any(|m| m.id == x.id)));
+    // A rolls back: its touches are due again and B (or anyone) can take them.
+    drop(a);
+    let again = b.0.claim_due(100, 10, "b", 10_000).await.unwrap();
+    assert_eq!(again.len(), 4);
+    b.0.commit().await.unwrap();
+}
+
+#[tokio::test]
+async fn postgres_the_same_new_lead_in_two_processes_becomes_one_lead() {
+    let t = TestStore::new(Backend::Postgres).await;
+    let other = t.another().await;
+    // A sees no match and inserts, but has not committed.
+    let mut a = t.write().await.unwrap();
+    assert!(
+        a.lead_match(None, Some("new@example.com"), Some("+15125550111"))
+            .await
+            .unwrap()
+            .is_none()
+    );
+    let id = a
+        .lead_insert(&lead("N", "L", "new@example.com", "+15125550111"))
+        .await
+        .unwrap();
+    // B looks for the same person: it waits for A instead of inserting a duplicate...
+    let b = tokio::spawn(async move {
+        let mut b = other.write().await.unwrap();
+        let found = b
+            .lead_match(None, Some("new@example.com"), None)
+            .await
+            .unwrap();
+        b.commit().await.unwrap();
+        found
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!b.is_finished(), "B waits while A holds the email");
+    a.commit().await.unwrap();
+    // ...and then finds A's lead.
+    assert_eq!(b.await.unwrap().map(|l| l.id), Some(id));
+}
+
+#[tokio::test]
+async fn postgres_other_processes_hear_of_touches_and_notifications_at_commit() {
+    use tokio::sync::broadcast::error::TryRecvError;
+    let t = TestStore::new(Backend::Postgres).await;
+    let other = t.another().await;
+    let mut theirs = other.listen().await.unwrap().expect("postgres listens");
+    let mut ours = t.listen().await.unwrap().unwrap();
+    let mut tx = t.write().await.unwrap();
+    let u = tx.user_insert(&user("a@example.com"), 1).await.unwrap();
+    tx.commit().await.unwrap();
+
+    // Touches created: the other process is woken, at commit and not before.
+    let mut tx = t.write().await.unwrap();
+    tx.team_save(&team(), 0).await.unwrap();
+    let lead_id = tx
+        .lead_insert(&lead("A", "B", "x@example.com", "+15125550109"))
+        .await
+        .unwrap();
+    tx.enrollment_insert(
+        lead_id,
+        "p",
+        1,
+        0,
+        &[NewTouch {
+            step: 0,
+            channel: Channel::Email,
+            template: "t".into(),
+            planned_at: 0,
+            due_at: 0,
+            reason: None,
+        }],
+    )
+    .await
+    .unwrap();
+    let n = tx
+        .notification_insert(&NewNotification {
+            user_id: u,
+            event: EventKind::Engagement,
+            lead_id: Some(lead_id),
+            lead_name: "A B".into(),
+            kind: "email_open".into(),
+            at: 5,
+            detail: "opened".into(),
+        })
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(
+        theirs.try_recv().unwrap_err(),
+        TryRecvError::Empty,
+        "nothing before commit"
+    );
+    let started = std::time::Instant::now();
+    tx.commit().await.unwrap();
+    let mut got = vec![];
+    while got.len() < 2 {
+        got.push(
+            tokio::time::timeout(Duration::from_secs(5), theirs.recv())
+                .await
+                .expect("heard within 5 s")
+                .unwrap(),
+        );
+    }
+    assert!(
+        started.elapsed() < Duration::from_millis(100),
+        "within the 100 ms budget: {:?}",
+        started.elapsed()
+    );
+    assert!(got.contains(&Signal::Wake), "{got:?}");
+    let Some(Signal::Notification(heard)) = got
+        .iter()
+        .find(|s| matches!(s, Signal::Notification(_)))
+        .cloned()
+    else {
+        panic!("no notification in {got:?}");
+    };
+    assert_eq!(
+        (
+            heard.id,
+            heard.user_id,
+            heard.event.as_str(),
+            heard.detail.as_str()
+        ),
+        (n, u, "engagement", "opened")
+    );
+    // A process does not hear its own (it already woke and published in-process).
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(ours.try_recv().unwrap_err(), TryRecvError::Empty);
+    // A rolled-back transaction tells no one.
+    let mut tx = t.write().await.unwrap();
+    let touch = tx.touches_for_lead(lead_id).await.unwrap().remove(0);
+    tx.touch_reschedule(touch.id, 10, "x").await.unwrap();
+    drop(tx);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(theirs.try_recv().unwrap_err(), TryRecvError::Empty);
+    // The store going away closes its listeners' streams.
+    drop(other);
+    assert!(
+        tokio::time::timeout(Duration::from_secs(5), async {
+            loop {
+                if let Err(tokio::sync::broadcast::error::RecvError::Closed) = theirs.recv().await {
+                    break;
+                }
+            }
+        })
+        .await
+        .is_ok()
+    );
+}
+
+#[tokio::test]
+async fn postgres_settings_come_from_the_environment_and_bad_urls_are_refused() {
+    let s = relentless_store::postgres::Settings::default();
+    assert_eq!(s.pool_size, 10);
+    let err = relentless_store::open("mysql://localhost/x")
+        .await
+        .err()
+        .unwrap();
+    assert!(
+        matches!(err, StoreError::Config(ref m) if m.contains("postgres://")),
+        "{err}"
+    );
+    let db = TestDatabase::create().await.unwrap();
+    let s = relentless_store::open(db.url()).await.unwrap();
+    assert_eq!(s.backend(), "postgres");
+    let pg = db.url().replacen("postgres://", "postgresql://", 1);
+    assert_eq!(
+        relentless_store::open(&pg).await.unwrap().backend(),
+        "postgres"
+    );
+}
