@@ -65,7 +65,7 @@ impl Client {
     }
 }
 
-fn summary(mut v: Vec<f64>) -> Value {
+pub fn summary(mut v: Vec<f64>) -> Value {
     v.sort_by(|a, b| a.partial_cmp(b).unwrap());
     json!({
         "n": v.len(),

@@ -7,7 +7,11 @@
 //! 1. load: N leads in `relentless-21` (13N touches), part of them due;
 //! 2. dispatch: `Dispatcher::tick()` until nothing is due: fired touches per second;
 //! 3. api: the real router + dispatcher (the HTTP client in a further child process, `--phase
-//!    client`): POST lead → first touch sent, leads list, searches.
+//!    client`): POST lead → first touch sent, leads list, searches;
+//! 4. paths: the product paths of issues 3 and 4, router + dispatcher with the real Twilio
+//!    channel pointed at a Twilio-speaking server in the client process (`--phase
+//!    paths-client`): intake POST → first text at the provider, open pixel → SSE event, pixel
+//!    requests per second.
 //!
 //! The medians over the runs go to stdout as a markdown report and to `bench/out/latest.md`
 //! (the raw figures of every run to `bench/out/latest.json`). See bench/README.md.
@@ -17,6 +21,7 @@ mod data;
 mod dispatch;
 mod load;
 mod micro;
+mod paths;
 mod sqlprof;
 mod sys;
 
@@ -44,10 +49,16 @@ struct Args {
     out: Option<PathBuf>,
     phase: Option<String>,
     db: Option<PathBuf>,
+    only: Option<String>,
+    pixel_secs: u64,
+    pixel_conns: usize,
+    loadgen: String,
 }
 
 const USAGE: &str = "relentless-bench [--leads N] [--runs R] [--due D] [--samples S] [--batch B]
-                 [--dispatch-batch B] [--dispatch-cap SECS] [--poll-ms MS] [--dir PATH] [--keep] [--out FILE]
+                 [--dispatch-batch B] [--dispatch-cap SECS] [--poll-ms MS] [--only api|paths]
+                 [--pixel-secs S] [--pixel-conns C] [--loadgen auto|wrk|tokio]
+                 [--dir PATH] [--keep] [--out FILE]
 
   --leads N           leads to load, each in relentless-21 (13 touches)    [1000000]
   --runs R            fresh database + all phases, R times; medians reported  [3]
@@ -60,6 +71,12 @@ const USAGE: &str = "relentless-bench [--leads N] [--runs R] [--due D] [--sample
   --keep-indexes      load with the indexes and the FTS trigger in place (default: drop them
                       while loading and rebuild them afterwards, from sqlite_master's SQL)
   --poll-ms MS        poll interval while waiting for a lead's first touch    [2]
+  --only api|paths    after load and dispatch, run only the API phase or only the
+                      product-path phase (issues 3 and 4)                     [both]
+  --pixel-secs S      pixel load test duration                               [15]
+  --pixel-conns C     pixel load test connections                            [16]
+  --loadgen L         pixel load generator: auto (wrk if installed, else a tokio
+                      client loop), wrk or tokio                              [auto]
   --dir PATH          where the databases go (default: the system temp dir)
   --keep              keep the database files
   --out FILE          the markdown report (default: bench/out/latest.md)";
@@ -81,6 +98,10 @@ fn parse_args() -> Result<Args, String> {
         out: None,
         phase: None,
         db: None,
+        only: None,
+        pixel_secs: 15,
+        pixel_conns: 16,
+        loadgen: "auto".into(),
     };
     let mut it = std::env::args().skip(1);
     fn num<T: FromStr>(flag: &str, v: Option<String>) -> Result<T, String> {
@@ -106,12 +127,25 @@ fn parse_args() -> Result<Args, String> {
             "--out" => a.out = it.next().map(PathBuf::from),
             "--phase" => a.phase = it.next(),
             "--db" => a.db = it.next().map(PathBuf::from),
+            "--only" => a.only = it.next(),
+            "--pixel-secs" => a.pixel_secs = num(&f, it.next())?,
+            "--pixel-conns" => a.pixel_conns = num(&f, it.next())?,
+            "--loadgen" => a.loadgen = it.next().ok_or("--loadgen needs a value")?,
             "-h" | "--help" => return Err(USAGE.into()),
             other => return Err(format!("unknown option {other}\n\n{USAGE}")),
         }
     }
     if a.leads == 0 || a.runs == 0 || a.samples == 0 || a.batch == 0 || a.dispatch_batch <= 0 {
         return Err("--leads, --runs, --samples and the batch sizes must be at least 1".into());
+    }
+    if !matches!(a.only.as_deref(), None | Some("api" | "paths")) {
+        return Err(format!("--only: 'api' or 'paths'\n\n{USAGE}"));
+    }
+    if !matches!(a.loadgen.as_str(), "auto" | "wrk" | "tokio") {
+        return Err(format!("--loadgen: 'auto', 'wrk' or 'tokio'\n\n{USAGE}"));
+    }
+    if a.pixel_secs == 0 || a.pixel_conns == 0 {
+        return Err("--pixel-secs and --pixel-conns must be at least 1".into());
     }
     Ok(a)
 }
@@ -188,10 +222,21 @@ async fn phase(p: &str, a: &Args) -> Result<(), BoxErr> {
             })
             .await?
         }
+        "paths" => paths::run(db, &paths_args(a)).await?,
+        "paths-client" => paths::client(db, &paths_args(a)).await?,
         other => return Err(format!("unknown phase {other}").into()),
     };
     println!("{v}");
     Ok(())
+}
+
+fn paths_args(a: &Args) -> paths::PathsArgs {
+    paths::PathsArgs {
+        samples: a.samples,
+        pixel_secs: a.pixel_secs,
+        pixel_conns: a.pixel_conns,
+        loadgen: a.loadgen.clone(),
+    }
 }
 
 fn child(p: &str, db: &Path, a: &Args) -> Result<Value, BoxErr> {
@@ -206,6 +251,9 @@ fn child(p: &str, db: &Path, a: &Args) -> Result<Value, BoxErr> {
         .args(["--dispatch-batch", &a.dispatch_batch.to_string()])
         .args(["--dispatch-cap", &a.dispatch_cap.to_string()])
         .args(["--poll-ms", &a.poll_ms.to_string()])
+        .args(["--pixel-secs", &a.pixel_secs.to_string()])
+        .args(["--pixel-conns", &a.pixel_conns.to_string()])
+        .args(["--loadgen", &a.loadgen])
         .args(if a.no_profile {
             &["--no-profile"][..]
         } else {
@@ -269,14 +317,25 @@ async fn orchestrate(a: &Args) -> Result<(), BoxErr> {
             load["due_touches"]
         );
         let disp = child("dispatch", &db, a)?;
-        eprintln!("run {r}: {:.0} fired/s; api", f(&disp, "fired_per_sec"));
-        let api = child("api", &db, a)?;
+        eprintln!("run {r}: {:.0} fired/s", f(&disp, "fired_per_sec"));
+        let api = if a.only.as_deref() != Some("paths") {
+            eprintln!("run {r}: api");
+            child("api", &db, a)?
+        } else {
+            Value::Null
+        };
+        let paths = if a.only.as_deref() != Some("api") {
+            eprintln!("run {r}: product paths (issues 3 and 4)");
+            child("paths", &db, a)?
+        } else {
+            Value::Null
+        };
         let db_mb = std::fs::metadata(&db).map(|m| m.len()).unwrap_or(0) as f64 / 1e6;
         if !a.keep {
             let _ = std::fs::remove_dir_all(&dir);
         }
         runs.push(
-            json!({"run": r, "load": load, "dispatch": disp, "api": api, "db_mb_after": db_mb}),
+            json!({"run": r, "load": load, "dispatch": disp, "api": api, "paths": paths, "db_mb_after": db_mb}),
         );
     }
     if !a.keep {
@@ -293,7 +352,8 @@ async fn orchestrate(a: &Args) -> Result<(), BoxErr> {
     }
     std::fs::write(&out, &report)?;
     let raw = json!({"machine": machine, "args": {"leads": a.leads, "runs": a.runs, "due": a.due,
-        "samples": a.samples, "batch": a.batch, "dispatch_batch": a.dispatch_batch}, "runs": runs});
+        "samples": a.samples, "batch": a.batch, "dispatch_batch": a.dispatch_batch, "only": a.only,
+        "pixel_secs": a.pixel_secs, "pixel_conns": a.pixel_conns, "loadgen": a.loadgen}, "runs": runs});
     std::fs::write(
         out.with_extension("json"),
         serde_json::to_string_pretty(&raw)?,
@@ -384,7 +444,11 @@ fn render(a: &Args, machine: &Value, runs: &[Value]) -> String {
             format!(
                 "{:.1}→{:.1}",
                 f(&r["load"], "loadavg_before"),
-                f(&r["api"], "loadavg_after")
+                if r["paths"].is_null() {
+                    f(&r["api"], "loadavg_after")
+                } else {
+                    f(&r["paths"], "loadavg_after")
+                }
             )
         })
         .collect();
@@ -400,6 +464,8 @@ fn render(a: &Args, machine: &Value, runs: &[Value]) -> String {
         runs.len()
     );
 
+    let has_api = runs.iter().all(|r| !r["api"].is_null());
+    let has_paths = runs.iter().all(|r| !r["paths"].is_null());
     let fired = m("dispatch.fired_per_sec");
     let ft99 = m("api.first_touch.p99_ms");
     let rss_load = m("load.peak_rss_mb");
@@ -433,69 +499,144 @@ fn render(a: &Args, machine: &Value, runs: &[Value]) -> String {
         all(&each(runs, "dispatch.fired_per_sec"), fmt_n),
         yes(fired >= 20_000.0),
     );
-    let _ = writeln!(
-        s,
-        "| POST lead → first touch sent, p50 / p99 (n = {}) | {} / {} | p99: {} | p99 < 1 s | {} |",
-        a.samples,
-        ms(m("api.first_touch.p50_ms")),
-        ms(ft99),
-        all(&each(runs, "api.first_touch.p99_ms"), ms),
-        yes(ft99 < 1000.0),
-    );
-    let _ = writeln!(
-        s,
-        "| POST /api/v1/leads alone, p50 / p99 | {} / {} | p99: {} | — | |",
-        ms(m("api.post_lead.p50_ms")),
-        ms(m("api.post_lead.p99_ms")),
-        all(&each(runs, "api.post_lead.p99_ms"), ms),
-    );
-    for (label, key, target) in [
-        (
-            "Leads list first page, admin (all leads), p50 / p99",
-            "list_admin",
-            true,
-        ),
-        (
-            "Leads list first page, agent (own leads), p50 / p99",
-            "list_agent",
-            true,
-        ),
-        (
-            "Search `q=` last name, p50 / p99",
-            "search_last_name",
-            false,
-        ),
-        (
-            "Search `q=` first + last name, p50 / p99",
-            "search_full_name",
-            false,
-        ),
-        ("Search `q=` phone, p50 / p99", "search_phone", false),
-        ("Search `q=` email, p50 / p99", "search_email", false),
-    ] {
-        let p99 = m(&format!("api.{key}.p99_ms"));
+    if has_api {
         let _ = writeln!(
             s,
-            "| {label} | {} / {} | p99: {} | {} | {} |",
-            ms(m(&format!("api.{key}.p50_ms"))),
-            ms(p99),
-            all(&each(runs, &format!("api.{key}.p99_ms")), ms),
-            if target {
-                "< 50 ms"
-            } else {
-                "(< 50 ms, same page)"
-            },
-            yes(p99 < 50.0),
+            "| POST lead → first touch sent, p50 / p99 (n = {}) | {} / {} | p99: {} | p99 < 1 s | {} |",
+            a.samples,
+            ms(m("api.first_touch.p50_ms")),
+            ms(ft99),
+            all(&each(runs, "api.first_touch.p99_ms"), ms),
+            yes(ft99 < 1000.0),
+        );
+        let _ = writeln!(
+            s,
+            "| POST /api/v1/leads alone, p50 / p99 | {} / {} | p99: {} | — | |",
+            ms(m("api.post_lead.p50_ms")),
+            ms(m("api.post_lead.p99_ms")),
+            all(&each(runs, "api.post_lead.p99_ms"), ms),
+        );
+        for (label, key, target) in [
+            (
+                "Leads list first page, admin (all leads), p50 / p99",
+                "list_admin",
+                true,
+            ),
+            (
+                "Leads list first page, agent (own leads), p50 / p99",
+                "list_agent",
+                true,
+            ),
+            (
+                "Search `q=` last name, p50 / p99",
+                "search_last_name",
+                false,
+            ),
+            (
+                "Search `q=` first + last name, p50 / p99",
+                "search_full_name",
+                false,
+            ),
+            ("Search `q=` phone, p50 / p99", "search_phone", false),
+            ("Search `q=` email, p50 / p99", "search_email", false),
+        ] {
+            let p99 = m(&format!("api.{key}.p99_ms"));
+            let _ = writeln!(
+                s,
+                "| {label} | {} / {} | p99: {} | {} | {} |",
+                ms(m(&format!("api.{key}.p50_ms"))),
+                ms(p99),
+                all(&each(runs, &format!("api.{key}.p99_ms")), ms),
+                if target {
+                    "< 50 ms"
+                } else {
+                    "(< 50 ms, same page)"
+                },
+                yes(p99 < 50.0),
+            );
+        }
+    }
+    if has_paths {
+        let it99 = m("paths.intake.first_text.p99_ms");
+        let _ = writeln!(
+            s,
+            "| Intake POST → first text at the provider (Twilio-speaking server), p50 / p99 (n = {}) | {} / {} | p99: {} | p99 < 1 s (issue 4) | {} |",
+            a.samples,
+            ms(m("paths.intake.first_text.p50_ms")),
+            ms(it99),
+            all(&each(runs, "paths.intake.first_text.p99_ms"), ms),
+            yes(it99 < 1000.0),
+        );
+        let _ = writeln!(
+            s,
+            "| Intake POST alone (`POST /webhooks/leads/{{token}}`, JSON), p50 / p99 | {} / {} | p99: {} | — | |",
+            ms(m("paths.intake.post.p50_ms")),
+            ms(m("paths.intake.post.p99_ms")),
+            all(&each(runs, "paths.intake.post.p99_ms"), ms),
+        );
+        let px99 = m("paths.pixel.to_event.p99_ms");
+        let _ = writeln!(
+            s,
+            "| Open pixel → `engagement` event on the agent's SSE stream, p50 / p99 (n = {}) | {} / {} | p99: {} | p99 < 100 ms (issue 3) | {} |",
+            a.samples,
+            ms(m("paths.pixel.to_event.p50_ms")),
+            ms(px99),
+            all(&each(runs, "paths.pixel.to_event.p99_ms"), ms),
+            yes(px99 < 100.0),
+        );
+        let _ = writeln!(
+            s,
+            "| Pixel GET alone (first open of each email), p50 / p99 | {} / {} | p99: {} | — | |",
+            ms(m("paths.pixel.pixel_get.p50_ms")),
+            ms(m("paths.pixel.pixel_get.p99_ms")),
+            all(&each(runs, "paths.pixel.pixel_get.p99_ms"), ms),
+        );
+        let tool = runs
+            .last()
+            .and_then(|r| r["paths"]["pixel"]["throughput"]["tool"].as_str())
+            .unwrap_or("?");
+        let _ = writeln!(
+            s,
+            "| Pixel requests per second, one pixel URL ({tool}, {} connections, {} s); latency p50 / p99 | {} /s; {} / {} | {} /s | — | |",
+            a.pixel_conns,
+            a.pixel_secs,
+            fmt_n(m("paths.pixel.throughput.requests_per_sec")),
+            ms(m("paths.pixel.throughput.p50_ms")),
+            ms(m("paths.pixel.throughput.p99_ms")),
+            all(
+                &each(runs, "paths.pixel.throughput.requests_per_sec"),
+                fmt_n
+            ),
         );
     }
+    let rss_paths = m("paths.peak_rss_mb");
+    let servers = match (has_api, has_paths) {
+        (true, true) => format!(
+            "{:.0} / {:.0} / {:.0} (API) / {:.0} (paths) MB",
+            rss_load, rss_disp, rss_api, rss_paths
+        ),
+        (true, false) => format!("{rss_load:.0} / {rss_disp:.0} / {rss_api:.0} MB"),
+        (false, _) => format!("{rss_load:.0} / {rss_disp:.0} / {rss_paths:.0} (paths) MB"),
+    };
+    let server_max = [has_api.then_some(rss_api), has_paths.then_some(rss_paths)]
+        .into_iter()
+        .flatten()
+        .fold(0.0, f64::max);
     let _ = writeln!(
         s,
-        "| Peak RSS (VmHWM): load / dispatch / server (router + dispatcher) process | {:.0} / {:.0} / {:.0} MB | server: {} | < 200 MB (serving) | {} |",
-        rss_load,
-        rss_disp,
-        rss_api,
-        all(&each(runs, "api.peak_rss_mb"), |x| format!("{x:.0}")),
-        yes(rss_disp < 200.0 && rss_api < 200.0),
+        "| Peak RSS (VmHWM): load / dispatch / server (router + dispatcher) process | {servers} | server: {} | < 200 MB (serving) | {} |",
+        all(
+            &each(
+                runs,
+                if has_api {
+                    "api.peak_rss_mb"
+                } else {
+                    "paths.peak_rss_mb"
+                }
+            ),
+            |x| format!("{x:.0}")
+        ),
+        yes(rss_disp < 200.0 && server_max < 200.0),
     );
     let _ = writeln!(s);
 
@@ -605,7 +746,7 @@ fn render(a: &Args, machine: &Value, runs: &[Value]) -> String {
             f(mc, "template_render_us"),
         );
         let api = &last["api"];
-        let _ = writeln!(
+        let _ = has_api && writeln!(
             s,
             "API phase (run {}): new leads in {} with the dispatcher running; first touch detected by polling `GET /leads/{{id}}/touches` every {} ms ({} polls); {} timeouts. Server process RSS: {:.0} MB once started, {:.0} MB at the end, {:.0} MB peak (the HTTP client runs in its own process: {:.0} MB).",
             last["run"],
@@ -617,7 +758,45 @@ fn render(a: &Args, machine: &Value, runs: &[Value]) -> String {
             f(api, "rss_end_mb"),
             f(api, "peak_rss_mb"),
             f(api, "client_peak_rss_mb"),
-        );
+        )
+        .is_ok();
+        let p = &last["paths"];
+        if has_paths {
+            let t = &p["pixel"]["throughput"];
+            let _ = writeln!(
+                s,
+                "\nProduct paths (run {}; load average {:.1}→{:.1} during the phase): router + dispatcher with the real Twilio channel (`api_base` = a Twilio-speaking server in the client process, {} texts received there, {} of them to loaded leads whose touches came due meanwhile, {} malformed). Intake: {} leads posted one after another as JSON to {} intake(s) from {} loopback source addresses ({}–{}, ≤ {} posts each: the webhook allows 30 a minute per address and 120 per intake), zone {}; {} timeouts; the last lead's touch kept the provider id `{}`. Pixel: {} email-only leads assigned to {}, their speed-to-lead email sent through the outbox channel, each pixel fetched once with an iPhone Safari user agent while the agent's stream was open; {} timeouts. Throughput: `{}` on one pixel URL: {} requests ({} errors/non-2xx), the server recorded {} opens and the stream delivered {} `engagement` events for that lead. Server process RSS: {:.0} MB once started, {:.0} MB at the end, {:.0} MB peak (client: {:.0} MB).",
+                last["run"],
+                f(p, "loadavg_before"),
+                f(p, "loadavg_after"),
+                p["provider_texts"],
+                p["provider_other_texts"],
+                p["provider_malformed"],
+                fmt_n(a.samples as f64 + 3.0),
+                p["intake"]["intakes"],
+                p["intake"]["source_addresses"],
+                p["intake"]["first_source_address"].as_str().unwrap_or("?"),
+                p["intake"]["last_source_address"].as_str().unwrap_or("?"),
+                25,
+                p["zone"].as_str().unwrap_or("?"),
+                p["intake"]["timeouts"],
+                p["intake"]["last_lead_provider_id"]
+                    .as_str()
+                    .unwrap_or("none"),
+                fmt_n(a.samples as f64 + 3.0),
+                crate::load::AGENTS[0].0,
+                p["pixel"]["timeouts"],
+                t["tool"].as_str().unwrap_or("?"),
+                fmt_n(f(t, "requests")),
+                fmt_n(f(t, "errors") + f(t, "non_2xx")),
+                fmt_n(f(&p["pixel"], "throughput_opens_recorded")),
+                fmt_n(f(&p["pixel"], "throughput_events_delivered")),
+                f(p, "rss_idle_mb"),
+                f(p, "rss_end_mb"),
+                f(p, "peak_rss_mb"),
+                f(p, "client_peak_rss_mb"),
+            );
+        }
     }
     s
 }

@@ -378,7 +378,7 @@ async fn run(cli: Cli) -> anyhow_lite::Result<ExitCode> {
             let listener = tokio::net::TcpListener::bind(&listen)
                 .await
                 .map_err(|e| format!("cannot listen on {listen}: {e}"))?;
-            tracing::info!(listen = %listener.local_addr()?, database = %db.url(), "relentless is serving");
+            tracing::info!(listen = %listener.local_addr()?, database = %relentless_store::display_url(&db.url()), "relentless is serving");
             println!("Relentless is running at http://{}", listener.local_addr()?);
             let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
             let dispatcher = Dispatcher::new(engine.clone());
@@ -397,7 +397,7 @@ async fn run(cli: Cli) -> anyhow_lite::Result<ExitCode> {
         }
         Command::Worker { db } => {
             let engine = open(&db).await?;
-            tracing::info!(database = %db.url(), "relentless worker dispatching");
+            tracing::info!(database = %relentless_store::display_url(&db.url()), "relentless worker dispatching");
             Dispatcher::new(engine).run(shutdown_signal()).await;
             Ok(ExitCode::SUCCESS)
         }

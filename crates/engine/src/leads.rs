@@ -385,6 +385,8 @@ pub struct Created {
 pub(crate) struct Effects {
     pub notifications: Vec<Notification>,
     pub wake: bool,
+    /// Texts or emails to agents who asked to be alerted that way, sent after the commit.
+    pub alerts: Vec<crate::channels::Message>,
 }
 
 impl Engine {
@@ -394,6 +396,14 @@ impl Engine {
         }
         if fx.wake {
             self.wake.notify_one();
+        }
+        for alert in fx.alerts {
+            let engine = self.clone();
+            tokio::spawn(async move {
+                if let Err(e) = engine.send_direct(alert).await {
+                    tracing::warn!(error = %e, "agent alert not sent");
+                }
+            });
         }
     }
 
@@ -1220,7 +1230,47 @@ pub(crate) async fn engagement(
         )
         .await?;
     }
-    notify(tx, lead, EventKind::Engagement, kind, detail, now, fx).await
+    notify(tx, lead, EventKind::Engagement, kind, detail, now, fx).await?;
+    // Agents who opted in also get the alert by text or email, so they can call at once.
+    if let Some(agent) = match lead.assigned_to {
+        Some(id) => tx.user(id).await?,
+        None => None,
+    } {
+        let phone = lead.phone.clone().unwrap_or_default();
+        let body = format!(
+            "Relentless: {} just {detail}. Call now{}",
+            lead.full_name(),
+            if phone.is_empty() {
+                String::new()
+            } else {
+                format!(": {phone}")
+            }
+        );
+        if agent.notify_sms
+            && let Some(p) = &agent.phone
+        {
+            fx.alerts.push(crate::channels::Message {
+                lead_id: lead.id,
+                channel: Channel::Text,
+                to: p.clone(),
+                body: body.clone(),
+                from_name: team.team.name.clone(),
+                ..Default::default()
+            });
+        }
+        if agent.notify_email {
+            fx.alerts.push(crate::channels::Message {
+                lead_id: lead.id,
+                channel: Channel::Email,
+                to: agent.email.clone(),
+                subject: Some(format!("{} is looking right now", lead.full_name())),
+                body,
+                from_name: "Relentless".into(),
+                ..Default::default()
+            });
+        }
+    }
+    Ok(())
 }
 
 /// Stores a notification for the lead's agent and queues it for the live stream.

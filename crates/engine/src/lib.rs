@@ -127,6 +127,8 @@ pub struct Engine {
     pub wake: Arc<Notify>,
     /// Set once this engine hears other processes (see [`Engine::start_listening`]).
     listening: Arc<tokio::sync::OnceCell<bool>>,
+    /// Set when the process is shutting down (see [`Engine::close`]).
+    closing: Arc<tokio::sync::watch::Sender<bool>>,
 }
 
 impl Engine {
@@ -138,6 +140,21 @@ impl Engine {
             config: Arc::new(config),
             wake: Arc::new(Notify::new()),
             listening: Arc::new(tokio::sync::OnceCell::new()),
+            closing: Arc::new(tokio::sync::watch::channel(false).0),
+        }
+    }
+
+    /// Says the process is shutting down: long-lived responses (notification streams) end,
+    /// so a graceful shutdown does not wait for browsers to hang up.
+    pub fn close(&self) {
+        self.closing.send_replace(true);
+    }
+
+    /// Resolves once [`Engine::close`] was called (at once if it already was).
+    pub fn closed(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let mut rx = self.closing.subscribe();
+        async move {
+            let _ = rx.wait_for(|c| *c).await;
         }
     }
 

@@ -18,6 +18,20 @@ impl Engine {
         Ok(tx.tasks(filter).await?)
     }
 
+    /// One task the user may act on (their own, or any for an admin).
+    pub async fn task(&self, user: &User, task_id: i64) -> Result<Task> {
+        let mut tx = self.store.read().await?;
+        let task = tx.task(task_id).await?.ok_or(Error::NotFound)?;
+        let lead = tx.lead(task.lead_id).await?.ok_or(Error::NotFound)?;
+        if user.role != Role::Admin
+            && task.assignee_id != Some(user.id)
+            && lead.assigned_to != Some(user.id)
+        {
+            return Err(Error::NotFound);
+        }
+        Ok(task)
+    }
+
     /// Completes a task with an outcome. A plan's call or video task becomes an attempt and
     /// its touch `done`; `connected` is an answer; `bad_number` flags the phone.
     pub async fn complete_task(

@@ -114,15 +114,39 @@ pub async fn launch_with_tcp_listener(
     if let Err(e) = state.engine.start_listening().await {
         tracing::warn!(error = %e, "cannot listen for other processes' notifications");
     }
+    let engine = state.engine.clone();
     let app = router(state);
+    // On shutdown: stop accepting, end the notification streams, let requests in flight
+    // finish; whatever is still open after the grace period is dropped.
+    let (began_tx, began) = tokio::sync::oneshot::channel::<()>();
     // Connect info gives handlers the client address (per-IP rate limits, consent records).
-    axum::serve(
+    let server = axum::serve(
         listener,
         app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
     )
-    .with_graceful_shutdown(shutdown)
-    .await
+    .with_graceful_shutdown(async move {
+        shutdown.await;
+        engine.close();
+        let _ = began_tx.send(());
+    })
+    .into_future();
+    tokio::pin!(server);
+    tokio::select! {
+        r = &mut server => r,
+        _ = async {
+            match began.await {
+                Ok(()) => tokio::time::sleep(SHUTDOWN_GRACE).await,
+                Err(_) => std::future::pending::<()>().await,
+            }
+        } => {
+            tracing::warn!("requests still open {SHUTDOWN_GRACE:?} after shutdown began; closing them");
+            Ok(())
+        }
+    }
 }
+
+/// How long a graceful shutdown waits for requests in flight.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
 /// Installs the Prometheus recorder once per process.
 pub fn install_metrics() -> Option<metrics_exporter_prometheus::PrometheusHandle> {

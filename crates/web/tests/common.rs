@@ -37,9 +37,19 @@ pub struct TestApp {
     _dir: Arc<tempfile::TempDir>,
 }
 
+impl Backend {
+    /// `RELENTLESS_TEST_BACKEND=postgres` runs every test that does not choose on PostgreSQL.
+    pub fn from_env() -> Backend {
+        match std::env::var("RELENTLESS_TEST_BACKEND").as_deref() {
+            Ok("postgres") => Backend::Postgres,
+            _ => Backend::Sqlite,
+        }
+    }
+}
+
 impl TestApp {
     pub async fn spawn() -> TestApp {
-        Self::spawn_on(Backend::Sqlite).await
+        Self::spawn_on(Backend::from_env()).await
     }
 
     pub async fn spawn_on(backend: Backend) -> TestApp {
@@ -56,7 +66,7 @@ impl TestApp {
         config: Config,
         channel: Arc<dyn relentless_engine::channels::Channel>,
     ) -> TestApp {
-        Self::spawn_with_on(Backend::Sqlite, config, channel).await
+        Self::spawn_with_on(Backend::from_env(), config, channel).await
     }
 
     pub async fn spawn_with_on(

@@ -741,3 +741,120 @@ async fn a_personal_video_is_uploaded_sent_streamed_and_a_play_is_engagement() {
         .unwrap();
     assert_eq!(res.status(), StatusCode::UNPROCESSABLE_ENTITY);
 }
+
+#[tokio::test]
+async fn an_agent_who_opted_in_gets_the_engagement_alert_by_text() {
+    let app = app().await;
+    let (s, agent) = app
+        .post(&app.admin, "/api/v1/users", json!({"email": "alerts@example.com", "name": "Al Ert", "phone": "+15125550199", "notify_sms": true}))
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{agent}");
+    let token = app.engine.create_token("alerts@example.com").await.unwrap();
+    let l = lead(&app, json!({"first_name": "Olive", "email": "olive@example.com", "phone": "+15125550193", "sms_opt_out": true})).await;
+    let id = l["id"].as_i64().unwrap();
+    let (s, _) = app
+        .patch(
+            &app.admin,
+            &format!("/api/v1/leads/{id}"),
+            json!({"assigned_to": "alerts@example.com"}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    app.wait_touches(id, "email sent", |t| {
+        t.iter().any(|t| t["status"] == "sent")
+    })
+    .await;
+    let out = app.outbox_for(id).await;
+    let token_t = out[0]["body"]
+        .as_str()
+        .unwrap()
+        .split("/u/")
+        .nth(1)
+        .unwrap()
+        .chars()
+        .take(32)
+        .collect::<String>();
+    let ua = "Mozilla/5.0 (iPhone; CPU iPhone OS 18_1 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Mobile/15E148";
+    app.client
+        .get(format!("{}/t/{token_t}/o.gif", app.base))
+        .header("user-agent", ua)
+        .send()
+        .await
+        .unwrap();
+    let mut alert = None;
+    for _ in 0..100 {
+        alert = app
+            .outbox_for(id)
+            .await
+            .into_iter()
+            .find(|m| m["to"] == "+15125550199");
+        if alert.is_some() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let alert = alert.expect("the agent's alert text");
+    assert!(alert["body"].as_str().unwrap().contains("Olive"), "{alert}");
+    assert_eq!(alert["channel"], "text");
+    let _ = token;
+}
+
+#[tokio::test]
+async fn completing_a_video_task_with_a_video_sends_the_lead_its_page() {
+    let app = app().await;
+    let l = lead(&app, json!({"first_name": "Val", "phone": "+15125550194"})).await;
+    let id = l["id"].as_i64().unwrap();
+    let mut tx = app.engine.store.write().await.unwrap();
+    let admin = tx
+        .user_by_email("admin@example.com")
+        .await
+        .unwrap()
+        .unwrap();
+    let task_id = tx
+        .task_insert(
+            &relentless_store::NewTask {
+                lead_id: id,
+                touch_id: None,
+                assignee_id: Some(admin.id),
+                kind: relentless_core::types::TaskKind::Video,
+                due_at: 0,
+                script: "Record a video".into(),
+                voicemail: None,
+            },
+            0,
+        )
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    let res = app
+        .client
+        .post(format!("{}/api/v1/leads/{id}/videos", app.base))
+        .bearer_auth(&app.admin)
+        .header("content-type", "video/mp4")
+        .body(vec![1u8; 2048])
+        .send()
+        .await
+        .unwrap();
+    let v: Value = res.json().await.unwrap();
+    let (s, t) = app
+        .post(
+            &app.admin,
+            &format!("/api/v1/tasks/{task_id}/complete"),
+            json!({"outcome": "done", "video_id": v["id"]}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{t}");
+    assert_eq!(t["status"], "done");
+    let url = t["video_url"].as_str().unwrap();
+    assert!(
+        app.outbox_for(id)
+            .await
+            .iter()
+            .any(|m| m["body"].as_str().unwrap().contains(url))
+    );
+    let (_, l) = app.get(&app.admin, &format!("/api/v1/leads/{id}")).await;
+    assert!(
+        l["attempts"].as_i64().unwrap() >= 1,
+        "a completed video task is an attempt"
+    );
+}

@@ -121,6 +121,12 @@ impl PostgresStore {
 
     pub async fn open_with(url: &str, settings: &Settings) -> Result<PostgresStore> {
         let opts = PgConnectOptions::from_str(url)?.application_name("relentless");
+        // Fail at once when the server is not there (the pool would retry for its whole
+        // acquire timeout): a mistyped URL is one clear line, not a 30 s wait.
+        sqlx::Connection::close(
+            <sqlx::PgConnection as sqlx::Connection>::connect_with(&opts).await?,
+        )
+        .await?;
         let statement_ms = settings.statement_timeout.as_millis().to_string();
         let idle_ms = settings.idle_in_transaction_timeout.as_millis().to_string();
         let pool = PgPoolOptions::new()

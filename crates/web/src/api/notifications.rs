@@ -55,16 +55,20 @@ pub async fn stream(
     };
     let mut high = backlog.last().map(|n| n.id).unwrap_or(last);
     let s: std::pin::Pin<Box<dyn Stream<Item = Result<Event, Infallible>> + Send>> = Box::pin(
-        stream::iter(backlog.into_iter().map(|n| Ok(event(&n)))).chain(live.filter_map(move |m| {
-            let out = match m {
-                Ok(n) if n.user_id == user_id && n.id > high => {
-                    high = n.id;
-                    Some(Ok(event(&n)))
-                }
-                _ => None,
-            };
-            async move { out }
-        })),
+        stream::iter(backlog.into_iter().map(|n| Ok(event(&n))))
+            .chain(live.filter_map(move |m| {
+                let out = match m {
+                    Ok(n) if n.user_id == user_id && n.id > high => {
+                        high = n.id;
+                        Some(Ok(event(&n)))
+                    }
+                    _ => None,
+                };
+                async move { out }
+            }))
+            // The stream ends when the process shuts down; the client reconnects elsewhere with
+            // Last-Event-ID and loses nothing.
+            .take_until(state.engine.closed()),
     );
     let mut res = Sse::new(s)
         .keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))

@@ -98,6 +98,31 @@ pub async fn complete(
         .parse()
         .map_err(|e: UnknownVariant| ApiError::field("outcome", e.to_string()))?;
     let note = opt_str(&body, "note")?;
+    // A video task completes with the recorded video: the lead is sent its page at once.
+    let video_id =
+        match body.get("video_id") {
+            None | Some(Value::Null) => None,
+            Some(v) => Some(v.as_i64().ok_or_else(|| {
+                ApiError::field("video_id", "must be the id of an uploaded video")
+            })?),
+        };
+    if let Some(v) = video_id {
+        let t = state.engine.task(&user.0, id).await?;
+        if t.kind != TaskKind::Video {
+            return Err(ApiError::field(
+                "video_id",
+                "only a video task takes a video",
+            ));
+        }
+        let url = state.engine.send_video(&user.0, t.lead_id, v).await?;
+        let t = state
+            .engine
+            .complete_task(&user.0, id, outcome, note)
+            .await?;
+        let mut out = task_json(&t);
+        out["video_url"] = json!(url);
+        return Ok(Json(out));
+    }
     let t = state
         .engine
         .complete_task(&user.0, id, outcome, note)
