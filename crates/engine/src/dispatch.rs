@@ -198,6 +198,9 @@ impl Dispatcher {
             self.last_escalation_check = now;
             self.escalate(now).await?;
             self.engine.escalate_ponds(now).await?;
+            let mut tx = self.engine.store.write().await?;
+            tx.rate_prune(now - 3_600_000).await?;
+            tx.commit().await?;
         }
 
         // 1. claim (and declare touches left `sending` by a dead process uncertain)

@@ -353,6 +353,12 @@ pub trait Tx: Send {
     /// Gives the lead's unassigned open tasks to `user_id`.
     async fn tasks_claim(&mut self, lead_id: i64, user_id: i64) -> Result<u64>;
 
+    // rate limits
+    /// Counts a hit on `key` in the window starting at `window_start`; returns the hits in it.
+    async fn rate_hit(&mut self, key: &str, window_start: Millis) -> Result<i64>;
+    /// Forgets windows that started before `before`.
+    async fn rate_prune(&mut self, before: Millis) -> Result<()>;
+
     // reports
     async fn report_rows(&mut self, since: Millis, now: Millis) -> Result<ReportRows>;
 }

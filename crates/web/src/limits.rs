@@ -1,45 +1,32 @@
-//! Fixed-window rate limits per key (intake token, client address, sign-in), in memory.
-//! A refused request gets `429` with `Retry-After`.
+//! Fixed-window rate limits per key (intake token, client address), counted in the database so
+//! every process behind a load balancer shares them. A refused request gets `429` with
+//! `Retry-After`.
 
 use crate::error::ApiError;
 use axum::http::StatusCode;
-use std::collections::HashMap;
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use relentless_store::DynStore;
 
-pub struct Limits {
-    window: Duration,
-    hits: Mutex<HashMap<String, (Instant, u32)>>,
-}
+/// The window every limit counts in.
+pub const WINDOW_MS: i64 = 60_000;
 
-impl Default for Limits {
-    fn default() -> Self {
-        Limits {
-            window: Duration::from_secs(60),
-            hits: Mutex::new(HashMap::new()),
-        }
-    }
-}
+#[derive(Default)]
+pub struct Limits;
 
 impl Limits {
-    /// Counts a hit on `key`; refuses past `per_window` hits in the current window.
-    pub fn check(&self, key: &str, per_window: u32) -> Result<(), ApiError> {
-        let now = Instant::now();
-        let mut hits = self.hits.lock().unwrap_or_else(|e| e.into_inner());
-        if hits.len() > 100_000 {
-            hits.retain(|_, (start, _)| now.duration_since(*start) < self.window);
-        }
-        let entry = hits.entry(key.to_string()).or_insert((now, 0));
-        if now.duration_since(entry.0) >= self.window {
-            *entry = (now, 0);
-        }
-        entry.1 += 1;
-        if entry.1 > per_window {
-            let retry = self
-                .window
-                .saturating_sub(now.duration_since(entry.0))
-                .as_secs()
-                .max(1);
+    /// Counts a hit on `key`; refuses past `per_window` hits in the current minute.
+    pub async fn check(
+        &self,
+        store: &DynStore,
+        key: &str,
+        per_window: u32,
+    ) -> Result<(), ApiError> {
+        let now = relentless_engine::now_ms();
+        let window_start = now - now.rem_euclid(WINDOW_MS);
+        let mut tx = store.write().await?;
+        let hits = tx.rate_hit(key, window_start).await?;
+        tx.commit().await?;
+        if hits > per_window as i64 {
+            let retry = ((window_start + WINDOW_MS - now) / 1000).max(1) as u64;
             let mut e = ApiError::new(
                 StatusCode::TOO_MANY_REQUESTS,
                 "Too many requests",

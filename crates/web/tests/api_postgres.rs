@@ -140,3 +140,58 @@ async fn a_token_made_by_one_process_works_on_another_and_leads_are_shared() {
     let (_, list) = a.get(&agent, "/api/v1/leads?q=dee@example.com").await;
     assert_eq!(list["items"].as_array().unwrap().len(), 1, "{list}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rate_limits_are_shared_by_every_process() {
+    let a = TestApp::spawn_on(Backend::Postgres).await;
+    let b = a.peer().await;
+    let (s, i) = a
+        .post(&a.admin, "/api/v1/intakes", json!({"source": "web"}))
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{i}");
+    let path = i["url"]
+        .as_str()
+        .unwrap()
+        .split("/webhooks/")
+        .nth(1)
+        .unwrap()
+        .to_string();
+    // Limits count per wall-clock minute: start well inside one.
+    let into = relentless_engine::now_ms().rem_euclid(60_000);
+    if into > 50_000 {
+        tokio::time::sleep(std::time::Duration::from_millis(
+            (60_000 - into + 200) as u64,
+        ))
+        .await;
+    }
+    // 30 posts per minute per address, wherever they land: 20 on A, then B refuses past 30.
+    for n in 0..20 {
+        let res = a
+            .client
+            .post(format!("{}/webhooks/{path}", a.base))
+            .json(&json!({"email": format!("a{n}@example.com")}))
+            .send()
+            .await
+            .unwrap();
+        assert!(res.status().is_success(), "{}", res.status());
+    }
+    let mut refused = None;
+    for n in 0..15 {
+        let res = b
+            .client
+            .post(format!("{}/webhooks/{path}", b.base))
+            .json(&json!({"email": format!("b{n}@example.com")}))
+            .send()
+            .await
+            .unwrap();
+        if res.status() == StatusCode::TOO_MANY_REQUESTS {
+            refused = Some(n);
+            break;
+        }
+    }
+    assert_eq!(
+        refused,
+        Some(10),
+        "the 31st post from one address is refused, across processes"
+    );
+}

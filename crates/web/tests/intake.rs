@@ -212,6 +212,14 @@ async fn bad_posts_change_nothing_and_say_why() {
 async fn a_flood_from_one_address_gets_429_with_retry_after() {
     let app = TestApp::spawn().await;
     let (url, _) = intake(&app, json!({"source": "website"})).await;
+    // Limits count per wall-clock minute: start well inside one.
+    let into = relentless_engine::now_ms().rem_euclid(60_000);
+    if into > 50_000 {
+        tokio::time::sleep(std::time::Duration::from_millis(
+            (60_000 - into + 200) as u64,
+        ))
+        .await;
+    }
     let mut last = StatusCode::OK;
     let mut retry = None;
     for i in 0..35 {

@@ -1679,6 +1679,28 @@ impl Tx for PgTx {
             .rows_affected())
     }
 
+    async fn rate_hit(&mut self, key: &str, window_start: Millis) -> Result<i64> {
+        Ok(sqlx::query_scalar(
+            "INSERT INTO rate_limits (key, window_start, hits) VALUES ($1, $2, 1)
+             ON CONFLICT (key) DO UPDATE SET
+               hits = CASE WHEN rate_limits.window_start = excluded.window_start THEN rate_limits.hits + 1 ELSE 1 END,
+               window_start = excluded.window_start
+             RETURNING hits",
+        )
+        .bind(key)
+        .bind(window_start)
+        .fetch_one(&mut *self.tx)
+        .await?)
+    }
+
+    async fn rate_prune(&mut self, before: Millis) -> Result<()> {
+        sqlx::query("DELETE FROM rate_limits WHERE window_start < $1")
+            .bind(before)
+            .execute(&mut *self.tx)
+            .await?;
+        Ok(())
+    }
+
     async fn report_rows(&mut self, since: Millis, now: Millis) -> Result<ReportRows> {
         let speed_to_lead = sqlx::query_scalar("SELECT (first_attempt_at - created_at) / 1000 FROM leads WHERE created_at >= $1 AND first_attempt_at IS NOT NULL")
             .bind(since)

@@ -43,10 +43,16 @@ pub async fn post_lead(
         ));
     }
     // Limits before any work: per token, then per address.
-    state.limits.check(&format!("intake:{token}"), 120)?;
     if let Some(ip) = &ip {
-        state.limits.check(&format!("intake-ip:{ip}"), 30)?;
+        state
+            .limits
+            .check(&state.engine.store, &format!("intake-ip:{ip}"), 30)
+            .await?;
     }
+    state
+        .limits
+        .check(&state.engine.store, &format!("intake:{token}"), 120)
+        .await?;
     let body = axum::body::to_bytes(req.into_body(), INTAKE_BODY_LIMIT)
         .await
         .map_err(|_| {

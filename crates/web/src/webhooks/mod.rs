@@ -155,7 +155,10 @@ async fn email_inbound(
     }
     // Else it may be an intake's token: a lead-notification email.
     if given.len() == 32 && given.bytes().all(|b| b.is_ascii_hexdigit()) {
-        state.limits.check(&format!("intake:{given}"), 120)?;
+        state
+            .limits
+            .check(&state.engine.store, &format!("intake:{given}"), 120)
+            .await?;
         match state.engine.intake_email(given, &body).await {
             Ok(_) => return Ok(StatusCode::NO_CONTENT),
             Err(relentless_engine::Error::NotFound) => {}
