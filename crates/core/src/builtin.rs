@@ -392,21 +392,7 @@ mod tests {
     use minijinja::{Environment, UndefinedBehavior, context};
     use std::collections::{BTreeMap, BTreeSet};
 
-    const ALLOWED: &[&str] = &[
-        "lead.first_name",
-        "lead.last_name",
-        "lead.full_name",
-        "lead.email",
-        "lead.phone",
-        "lead.source",
-        "lead.property_address",
-        "agent.name",
-        "agent.first_name",
-        "agent.phone",
-        "agent.email",
-        "team.name",
-        "team.address",
-    ];
+    const ALLOWED: &[&str] = crate::template::FIELDS;
 
     fn plan(slug: &str) -> Plan {
         plans()

@@ -523,13 +523,7 @@ impl Dispatcher {
         if overdue.is_empty() {
             return Ok(());
         }
-        let admins: Vec<i64> = tx
-            .users()
-            .await?
-            .into_iter()
-            .filter(|u| u.active && u.role == Role::Admin)
-            .map(|u| u.id)
-            .collect();
+        let admins = crate::leads::admin_ids(tx.as_mut()).await?;
         let mut fx = Effects::default();
         for t in overdue {
             tx.task_mark_escalated(t.id, now).await?;

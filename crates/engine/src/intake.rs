@@ -386,13 +386,7 @@ impl Engine {
         if expired.is_empty() {
             return Ok(0);
         }
-        let admins: Vec<i64> = tx
-            .users()
-            .await?
-            .into_iter()
-            .filter(|u| u.active && u.role == Role::Admin)
-            .map(|u| u.id)
-            .collect();
+        let admins = crate::leads::admin_ids(tx.as_mut()).await?;
         let mut fx = Effects::default();
         for p in &expired {
             if !tx.pond_take(p.lead_id).await? {

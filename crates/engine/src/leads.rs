@@ -1404,3 +1404,14 @@ impl Engine {
         apply_input(tx.as_mut(), &team, &mut lead, input, true).await
     }
 }
+
+/// The ids of the team's active admins (who get escalations).
+pub(crate) async fn admin_ids(tx: &mut dyn Tx) -> Result<Vec<i64>> {
+    Ok(tx
+        .users()
+        .await?
+        .into_iter()
+        .filter(|u| u.active && u.role == Role::Admin)
+        .map(|u| u.id)
+        .collect())
+}
