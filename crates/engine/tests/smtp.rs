@@ -693,3 +693,316 @@ async fn a_session_closed_by_the_server_while_idle_is_replaced() {
     );
     assert_eq!(lines.iter().filter(|l| *l == "DATA").count(), 2);
 }
+
+// ---- TLS: a real handshake on loopback with a certificate made for the test. ----
+
+/// base64("\0user\0pass"): the credentials of `smtp://user:pass@…`.
+const USER_PASS_PLAIN: &str = "AHVzZXIAcGFzcw==";
+/// Written to the transcript when the server's TLS handshake completes.
+const TLS_UP: &str = "<tls established>";
+/// Written to the transcript when the server's TLS handshake fails.
+const TLS_FAILED: &str = "<tls failed>";
+
+/// How a session of the TLS server ended.
+enum SessionEnd<S> {
+    Closed,
+    /// The client asked for STARTTLS and was told to go ahead: the plain stream.
+    StartTls(S),
+}
+
+/// A scripted SMTP server with TLS on 127.0.0.1:0, certificate for `localhost`.
+struct TlsServer {
+    port: u16,
+    /// The self-signed certificate (DER) the server presents.
+    root_der: Vec<u8>,
+    transcript: Arc<Mutex<Vec<String>>>,
+    received: Arc<Mutex<Vec<Vec<u8>>>>,
+}
+
+/// Starts the TLS server: `implicit` handshakes first (`smtps://`), otherwise the session
+/// starts in plain text offering `STARTTLS` and refusing AUTH and mail until upgraded.
+async fn tls_server(implicit: bool) -> TlsServer {
+    use tokio_rustls::rustls;
+    use tokio_rustls::rustls::pki_types::PrivatePkcs8KeyDer;
+
+    let rcgen::CertifiedKey { cert, signing_key } =
+        rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(
+            vec![cert.der().clone()],
+            PrivatePkcs8KeyDer::from(signing_key.serialize_der()).into(),
+        )
+        .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let transcript = Arc::new(Mutex::new(Vec::new()));
+    let received = Arc::new(Mutex::new(Vec::new()));
+    let (log, inbox) = (transcript.clone(), received.clone());
+    tokio::spawn(async move {
+        loop {
+            let Ok((socket, _)) = listener.accept().await else {
+                return;
+            };
+            let (acceptor, log, inbox) = (acceptor.clone(), log.clone(), inbox.clone());
+            tokio::spawn(async move {
+                let plain = if implicit {
+                    socket
+                } else {
+                    match smtp_session(socket, true, false, &log, &inbox).await {
+                        SessionEnd::StartTls(socket) => socket,
+                        SessionEnd::Closed => return,
+                    }
+                };
+                let tls = match acceptor.accept(plain).await {
+                    Ok(tls) => tls,
+                    Err(_) => {
+                        log.lock().unwrap().push(TLS_FAILED.to_string());
+                        return;
+                    }
+                };
+                log.lock().unwrap().push(TLS_UP.to_string());
+                // After STARTTLS the client speaks first (EHLO); with implicit TLS the
+                // server greets.
+                smtp_session(tls, implicit, true, &log, &inbox).await;
+            });
+        }
+    });
+    TlsServer {
+        port,
+        root_der: cert.der().to_vec(),
+        transcript,
+        received,
+    }
+}
+
+/// One SMTP session over `stream`; `secure` says whether it is inside TLS. Outside TLS it
+/// offers STARTTLS and refuses AUTH and MAIL.
+async fn smtp_session<S>(
+    stream: S,
+    greet: bool,
+    secure: bool,
+    log: &Mutex<Vec<String>>,
+    inbox: &Mutex<Vec<Vec<u8>>>,
+) -> SessionEnd<S>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    let mut stream = BufReader::new(stream);
+    if greet
+        && stream
+            .get_mut()
+            .write_all(b"220 localhost ESMTP\r\n")
+            .await
+            .is_err()
+    {
+        return SessionEnd::Closed;
+    }
+    let mut line = String::new();
+    loop {
+        line.clear();
+        if stream.read_line(&mut line).await.unwrap_or(0) == 0 {
+            return SessionEnd::Closed;
+        }
+        log.lock().unwrap().push(line.trim_end().to_string());
+        let verb = line
+            .split_whitespace()
+            .next()
+            .unwrap_or("")
+            .to_ascii_uppercase();
+        let answer: String = match verb.as_str() {
+            "EHLO" if secure => "250-localhost\r\n250-AUTH PLAIN\r\n250 8BITMIME\r\n".into(),
+            "EHLO" => "250-localhost\r\n250-STARTTLS\r\n250 AUTH PLAIN\r\n".into(),
+            "STARTTLS" if !secure => {
+                if stream.get_mut().write_all(b"220 ready\r\n").await.is_err() {
+                    return SessionEnd::Closed;
+                }
+                return SessionEnd::StartTls(stream.into_inner());
+            }
+            "AUTH" | "MAIL" if !secure => {
+                "530 5.7.0 Must issue a STARTTLS command first\r\n".into()
+            }
+            "AUTH" => {
+                if line.split_whitespace().nth(2) == Some(USER_PASS_PLAIN) {
+                    "235 2.7.0 Authentication successful\r\n".into()
+                } else {
+                    "535 5.7.8 Authentication credentials invalid\r\n".into()
+                }
+            }
+            "MAIL" | "RCPT" | "NOOP" | "RSET" => "250 2.0.0 OK\r\n".into(),
+            "DATA" => {
+                if stream
+                    .get_mut()
+                    .write_all(b"354 End data with <CR><LF>.<CR><LF>\r\n")
+                    .await
+                    .is_err()
+                {
+                    return SessionEnd::Closed;
+                }
+                let mut raw = Vec::new();
+                let mut body = String::new();
+                loop {
+                    body.clear();
+                    if stream.read_line(&mut body).await.unwrap_or(0) == 0 {
+                        return SessionEnd::Closed;
+                    }
+                    if body == ".\r\n" {
+                        break;
+                    }
+                    raw.extend_from_slice(body.as_bytes());
+                }
+                inbox.lock().unwrap().push(raw);
+                "250 2.0.0 Ok: queued as TLS123\r\n".into()
+            }
+            "QUIT" => {
+                let _ = stream.get_mut().write_all(b"221 2.0.0 Bye\r\n").await;
+                return SessionEnd::Closed;
+            }
+            _ => "502 5.5.2 Command not recognized\r\n".into(),
+        };
+        if stream.get_mut().write_all(answer.as_bytes()).await.is_err() {
+            return SessionEnd::Closed;
+        }
+    }
+}
+
+/// The message arrived, with its subject, and the client authenticated inside TLS only.
+fn assert_delivered_over_tls(server: &TlsServer) {
+    let received = server.received.lock().unwrap().clone();
+    assert_eq!(received.len(), 1);
+    let parsed = MessageParser::default()
+        .parse(&received[0])
+        .expect("parses");
+    assert_eq!(parsed.subject(), Some("Hello"));
+    assert_eq!(
+        parsed.to().unwrap().first().unwrap().address(),
+        Some("lead@example.org")
+    );
+    let lines = server.transcript.lock().unwrap().clone();
+    let tls = lines
+        .iter()
+        .position(|l| l == TLS_UP)
+        .expect("TLS handshake");
+    let auth: Vec<usize> = lines
+        .iter()
+        .enumerate()
+        .filter(|(_, l)| l.starts_with("AUTH"))
+        .map(|(i, _)| i)
+        .collect();
+    assert_eq!(auth.len(), 1, "{lines:?}");
+    assert!(auth[0] > tls, "AUTH only after TLS: {lines:?}");
+    assert_eq!(lines[auth[0]], format!("AUTH PLAIN {USER_PASS_PLAIN}"));
+    let mail = lines
+        .iter()
+        .position(|l| l.starts_with("MAIL FROM"))
+        .unwrap();
+    assert!(mail > auth[0], "{lines:?}");
+}
+
+/// An untrusted certificate: nothing authenticated, nothing sent, the touch can be retried.
+async fn assert_untrusted_is_transient(server: &TlsServer, url: &str) {
+    let smtp = SmtpChannel::from_url(url, FROM).unwrap();
+    let err = smtp
+        .send(&simple_message("lead@example.org"))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, SendError::Transient(_)), "{err:?}");
+    assert!(!err.to_string().contains("pass@"), "{err}");
+    assert!(server.received.lock().unwrap().is_empty());
+    // The server sees the refused handshake a moment after the client gives up.
+    let refused = async {
+        while !server
+            .transcript
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|l| l == TLS_FAILED)
+        {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(5), refused)
+        .await
+        .expect("the server saw the handshake fail");
+    let lines = server.transcript.lock().unwrap().clone();
+    assert!(
+        !lines
+            .iter()
+            .any(|l| l == TLS_UP || l.starts_with("AUTH") || l.starts_with("MAIL")),
+        "{lines:?}"
+    );
+}
+
+#[tokio::test]
+async fn starttls_upgrades_before_authenticating_and_delivers() {
+    let server = tls_server(false).await;
+    // No `tls=`: STARTTLS is required because the URL has a password.
+    let url = format!("smtp://user:pass@localhost:{}", server.port);
+
+    assert_untrusted_is_transient(&server, &url).await;
+    server.transcript.lock().unwrap().clear();
+
+    let smtp = SmtpChannel::from_url(&url, FROM)
+        .unwrap()
+        .with_root_certificate(server.root_der.clone())
+        .unwrap();
+    let sent = smtp
+        .send(&simple_message("lead@example.org"))
+        .await
+        .unwrap();
+    assert!(sent.provider_id.unwrap().starts_with('<'));
+    assert_delivered_over_tls(&server);
+    let lines = server.transcript.lock().unwrap().clone();
+    let starttls = lines.iter().position(|l| l == "STARTTLS").unwrap();
+    assert!(lines[..starttls].iter().any(|l| l.starts_with("EHLO")));
+    let tls = lines.iter().position(|l| l == TLS_UP).unwrap();
+    assert!(starttls < tls);
+    assert!(
+        lines[tls..].iter().any(|l| l.starts_with("EHLO")),
+        "EHLO again inside TLS: {lines:?}"
+    );
+}
+
+#[tokio::test]
+async fn smtps_is_tls_from_the_start_and_delivers() {
+    let server = tls_server(true).await;
+    let url = format!("smtps://user:pass@localhost:{}", server.port);
+
+    assert_untrusted_is_transient(&server, &url).await;
+    assert!(
+        server
+            .transcript
+            .lock()
+            .unwrap()
+            .iter()
+            .all(|l| l == TLS_FAILED),
+        "nothing in the clear"
+    );
+    server.transcript.lock().unwrap().clear();
+
+    let smtp = SmtpChannel::from_url(&url, FROM)
+        .unwrap()
+        .with_root_certificate(server.root_der.clone())
+        .unwrap();
+    smtp.send(&simple_message("lead@example.org"))
+        .await
+        .unwrap();
+    assert_delivered_over_tls(&server);
+    let lines = server.transcript.lock().unwrap().clone();
+    assert_eq!(lines[0], TLS_UP, "{lines:?}");
+    assert!(!lines.iter().any(|l| l == "STARTTLS"));
+}
+
+#[test]
+fn a_root_certificate_that_is_not_der_is_refused() {
+    let err = SmtpChannel::from_url("smtps://u:secret@localhost", FROM)
+        .unwrap()
+        .with_root_certificate(b"not a certificate".to_vec())
+        .unwrap_err();
+    assert!(!err.contains("secret"), "{err}");
+}

@@ -34,7 +34,7 @@ use lettre::message::header::{HeaderName, HeaderValue};
 use lettre::message::{Mailbox, MultiPart, SinglePart};
 use lettre::transport::smtp::Error as SmtpError;
 use lettre::transport::smtp::authentication::{Credentials, DEFAULT_MECHANISMS};
-use lettre::transport::smtp::client::{AsyncSmtpConnection, Tls, TlsParameters};
+use lettre::transport::smtp::client::{AsyncSmtpConnection, Certificate, Tls, TlsParameters};
 use lettre::transport::smtp::commands::{Data, Mail, Rcpt};
 use lettre::transport::smtp::extension::{ClientId, Extension, MailBodyParameter, MailParameter};
 use lettre::transport::smtp::response::{Response, Severity};
@@ -83,6 +83,11 @@ struct Server {
     host: String,
     port: u16,
     tls: Tls,
+    /// The name the server's certificate must be for: the URL's host.
+    tls_domain: String,
+    /// Roots trusted besides the default store (DER), from
+    /// [`SmtpChannel::with_root_certificate`].
+    extra_roots: Vec<Vec<u8>>,
     credentials: Option<Credentials>,
     hello_name: ClientId,
 }
@@ -146,6 +151,23 @@ impl SmtpChannel {
         self.command_timeout = command;
         self.final_reply_timeout = final_reply;
         self
+    }
+
+    /// Also trusts `der`, a DER-encoded root certificate, when checking the server's TLS
+    /// certificate (a private CA or a self-signed certificate); the default roots stay
+    /// trusted. Without TLS in the URL this only checks the certificate.
+    pub fn with_root_certificate(mut self, der: Vec<u8>) -> Result<SmtpChannel, String> {
+        self.server.extra_roots.push(der);
+        let s = &self.server;
+        let params = tls_parameters(&s.tls_domain, &s.extra_roots)
+            .map_err(|e| format!("invalid root certificate: {e}"))?;
+        self.server.tls = match &self.server.tls {
+            Tls::None => Tls::None,
+            Tls::Opportunistic(_) => Tls::Opportunistic(params),
+            Tls::Required(_) => Tls::Required(params),
+            Tls::Wrapper(_) => Tls::Wrapper(params),
+        };
+        Ok(self)
     }
 
     /// The domain of the sender address (for [`super::compose::message_id`]).
@@ -514,8 +536,7 @@ fn parse_url(url: &str) -> Result<Server, String> {
         .query_pairs()
         .find(|(k, _)| k == "tls")
         .map(|(_, v)| v.into_owned());
-    let tls_params =
-        || TlsParameters::new(host.to_string()).map_err(|e| format!("invalid SMTP URL: {e}"));
+    let tls_params = || tls_parameters(host, &[]).map_err(|e| format!("invalid SMTP URL: {e}"));
     // A password is never sent in the clear: `smtp://user:pass@host:587` (SPEC §6's example)
     // means STARTTLS required unless the URL says `?tls=none` (a local relay).
     let has_credentials = u.password().is_some();
@@ -554,9 +575,21 @@ smtp://…?tls=required, smtp://…?tls=opportunistic or smtps://)"
             .to_string(),
         port: u.port().unwrap_or(default_port),
         tls,
+        tls_domain: host.to_string(),
+        extra_roots: Vec::new(),
         credentials,
         hello_name,
     })
+}
+
+/// TLS settings checking the certificate for `domain` against the default roots and
+/// `extra_roots` (DER).
+fn tls_parameters(domain: &str, extra_roots: &[Vec<u8>]) -> Result<TlsParameters, SmtpError> {
+    let mut builder = TlsParameters::builder(domain.to_string());
+    for der in extra_roots {
+        builder = builder.add_root_certificate(Certificate::from_der(der.clone())?);
+    }
+    builder.build()
 }
 
 fn parse_from(from_address: &str) -> Result<Address, String> {
