@@ -228,3 +228,112 @@ async fn a_due_call_step_becomes_a_task_for_the_agent_who_is_told() {
     drop(tx);
     assert_eq!(Dispatcher::new(e.clone()).tick().await.unwrap().claimed, 0);
 }
+
+async fn one_step_plan(e: &Engine, slug: &str, channel: &str, template: &str) {
+    let mut tx = e.store.write().await.unwrap();
+    tx.plan_save(&PlanRow {
+        slug: slug.into(),
+        name: slug.into(),
+        version: 1,
+        source: format!("slug='{slug}'\nname='{slug}'\n[[steps]]\nafter='+0m'\nchannel='{channel}'\ntemplate='{template}'\n"),
+        updated_at: 0,
+    })
+    .await
+    .unwrap();
+    tx.commit().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_preferred_step_uses_the_channel_the_lead_prefers() {
+    let dir = tempfile::tempdir().unwrap();
+    let (e, _) = engine(&dir).await;
+    one_step_plan(&e, "pref", "preferred", "r21-d0-email").await;
+    let input = LeadInput {
+        email: Some(Some("p@example.com".into())),
+        phone: Some(Some("+15125550172".into())),
+        preferred_channel: Some(Some("email".into())),
+        ..Default::default()
+    };
+    let lead = e
+        .create_lead(None, input, Origin::Import, Some("pref"))
+        .await
+        .unwrap()
+        .lead;
+    Dispatcher::new(e.clone()).tick().await.unwrap();
+    let mut tx = e.store.read().await.unwrap();
+    let t = tx.touches_for_lead(lead.id).await.unwrap().remove(0);
+    assert_eq!(
+        (t.status, t.sent_channel.as_deref()),
+        (TouchStatus::Sent, Some("email")),
+        "the lead prefers email: {t:?}"
+    );
+}
+
+#[tokio::test]
+async fn an_smtp_server_that_is_down_leaves_the_touch_due_and_sends_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Arc::new(
+        SqliteStore::open(&format!("sqlite://{}/down.db", dir.path().display()))
+            .await
+            .unwrap(),
+    );
+    s.migrate().await.unwrap();
+    // A port nothing listens on: the connection is refused before anything is sent.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let smtp = relentless_engine::channels::email::SmtpChannel::from_url(
+        &format!("smtp://127.0.0.1:{closed}"),
+        "team@example.com",
+    )
+    .unwrap();
+    let router = relentless_engine::channels::Router {
+        email: Arc::new(smtp),
+        sms: Arc::new(Outbox),
+    };
+    let e = Engine::new(s, Arc::new(router), Config::default());
+    e.init(InitInput {
+        admin_email: "boss@example.com".into(),
+        admin_password: None,
+        team_name: None,
+        address: None,
+    })
+    .await
+    .unwrap();
+    one_step_plan(&e, "mail", "email", "r21-d0-email").await;
+    let lead = e
+        .create_lead(
+            None,
+            LeadInput {
+                email: Some(Some("down@example.com".into())),
+                ..Default::default()
+            },
+            Origin::Import,
+            Some("mail"),
+        )
+        .await
+        .unwrap()
+        .lead;
+    let before = now_ms();
+    let r = Dispatcher::new(e.clone()).tick().await.unwrap();
+    assert_eq!((r.claimed, r.sent, r.uncertain), (1, 0, 0));
+    let mut tx = e.store.read().await.unwrap();
+    let t = tx.touches_for_lead(lead.id).await.unwrap().remove(0);
+    assert_eq!(t.status, TouchStatus::Scheduled, "still due: {t:?}");
+    assert!(
+        t.due_at >= before + 30_000,
+        "retried later, not in a tight loop: {t:?}"
+    );
+    assert!(
+        t.reason.as_deref().unwrap_or("").contains("not sent yet"),
+        "{t:?}"
+    );
+    assert_eq!(
+        tx.lead(lead.id).await.unwrap().unwrap().attempts,
+        0,
+        "nothing counted as sent"
+    );
+    assert!(tx.outbox(None, None, 10).await.unwrap().is_empty());
+}
