@@ -337,3 +337,71 @@ async fn an_smtp_server_that_is_down_leaves_the_touch_due_and_sends_nothing() {
     );
     assert!(tx.outbox(None, None, 10).await.unwrap().is_empty());
 }
+
+#[tokio::test]
+async fn an_invalid_number_at_twilio_fails_the_touch_and_flags_the_phone() {
+    // A loopback server answering like Twilio does for an invalid 'To' number.
+    let app = axum::Router::new().route(
+        "/2010-04-01/Accounts/{sid}/Messages.json",
+        axum::routing::post(|| async { (axum::http::StatusCode::BAD_REQUEST, axum::Json(serde_json::json!({"code": 21211, "message": "The 'To' number is not a valid phone number.", "status": 400}))) }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let dir = tempfile::tempdir().unwrap();
+    let s = Arc::new(
+        SqliteStore::open(&format!("sqlite://{}/bad.db", dir.path().display()))
+            .await
+            .unwrap(),
+    );
+    s.migrate().await.unwrap();
+    let mut cfg =
+        relentless_engine::channels::sms::TwilioConfig::new("AC1", "token", "+15125550100");
+    cfg.api_base = base;
+    let router = relentless_engine::channels::Router {
+        email: Arc::new(Outbox),
+        sms: Arc::new(relentless_engine::channels::sms::TwilioChannel::new(cfg)),
+    };
+    let e = Engine::new(s, Arc::new(router), Config::default());
+    e.init(InitInput {
+        admin_email: "boss@example.com".into(),
+        admin_password: None,
+        team_name: None,
+        address: None,
+    })
+    .await
+    .unwrap();
+    // A text step in a zone where it is daytime, so the window does not hold it.
+    let zone = [
+        "Etc/GMT+10",
+        "Etc/GMT+6",
+        "Etc/GMT+2",
+        "Etc/GMT-2",
+        "Etc/GMT-6",
+        "Etc/GMT-10",
+        "Etc/GMT-14",
+    ]
+    .into_iter()
+    .find(|z| (10..=17).contains(&jiff::Timestamp::now().in_tz(z).unwrap().hour()))
+    .unwrap();
+    one_step_plan(&e, "txt", "text", "r21-d1-text").await;
+    let input = LeadInput {
+        phone: Some(Some("+15125550173".into())),
+        timezone: Some(zone.into()),
+        ..Default::default()
+    };
+    let lead = e
+        .create_lead(None, input, Origin::Import, Some("txt"))
+        .await
+        .unwrap()
+        .lead;
+    Dispatcher::new(e.clone()).tick().await.unwrap();
+    let mut tx = e.store.read().await.unwrap();
+    let t = tx.touches_for_lead(lead.id).await.unwrap().remove(0);
+    assert_eq!(t.status, TouchStatus::Failed, "{t:?}");
+    assert!(t.reason.as_deref().unwrap_or("").contains("21211"), "{t:?}");
+    assert!(
+        tx.lead(lead.id).await.unwrap().unwrap().phone_bad,
+        "the lead's phone is flagged bad"
+    );
+}
