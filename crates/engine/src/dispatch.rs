@@ -423,7 +423,7 @@ impl Dispatcher {
                         let detail = match (r.status, r.sent_channel) {
                             (TouchStatus::Sent, Some(ch)) => format!(
                                 "{} sent{}",
-                                capital(ch.as_str()),
+                                crate::capital(ch.as_str()),
                                 if in_outbox.contains(&r.touch_id) { " to the outbox (not delivered)" } else { "" }
                             ),
                             (s, _) => format!("Touch {s}: {}", r.reason.clone().unwrap_or_default()),
@@ -561,13 +561,6 @@ async fn poll_once<F: Future<Output = ()>>(f: &mut std::pin::Pin<&mut F>) -> boo
         _ = f.as_mut() => true,
         _ = std::future::ready(()) => false,
     }
-}
-
-fn capital(s: &str) -> String {
-    let mut c = s.chars();
-    c.next()
-        .map(|f| f.to_uppercase().collect::<String>() + c.as_str())
-        .unwrap_or_default()
 }
 
 /// What the plan file says about a claimed touch's step beyond its channel and template.

@@ -359,7 +359,7 @@ impl Engine {
                 &format!("{label}_machine"),
                 &format!(
                     "{} by a machine ({why}); not counted as engagement",
-                    capital(label)
+                    crate::capital(label)
                 ),
             )
             .await?;
@@ -408,15 +408,29 @@ impl Engine {
                 if let Some(o) = &s.outbox {
                     tx.outbox_insert(o, now_ms()).await?;
                 }
+                // A message to someone other than the lead (an agent's alert) says so.
+                let to_lead = tx.lead(lead_id).await?.is_some_and(|l| {
+                    l.phone.as_deref() == Some(msg.to.as_str())
+                        || l.email
+                            .as_deref()
+                            .is_some_and(|e| e.eq_ignore_ascii_case(&msg.to))
+                });
+                let (kind, what) = if to_lead {
+                    (
+                        format!("{}_sent", msg.channel),
+                        format!("{} sent", crate::capital(msg.channel.as_str())),
+                    )
+                } else {
+                    (
+                        "agent_alert".to_string(),
+                        format!("Alert {} to the agent", msg.channel),
+                    )
+                };
                 activity(
                     tx.as_mut(),
                     lead_id,
-                    &format!("{}_sent", msg.channel),
-                    &format!(
-                        "{} sent: {}",
-                        capital(msg.channel.as_str()),
-                        msg.body.lines().next().unwrap_or("")
-                    ),
+                    &kind,
+                    &format!("{what}: {}", msg.body.lines().next().unwrap_or("")),
                 )
                 .await?;
             }
@@ -425,7 +439,7 @@ impl Engine {
                     tx.as_mut(),
                     lead_id,
                     "send_failed",
-                    &format!("{} not sent: {e}", capital(msg.channel.as_str())),
+                    &format!("{} not sent: {e}", crate::capital(msg.channel.as_str())),
                 )
                 .await?;
                 tx.commit().await?;
@@ -458,12 +472,4 @@ pub(crate) async fn activity(
     })
     .await?;
     Ok(())
-}
-
-fn capital(s: &str) -> String {
-    let mut c = s.chars();
-    c.next()
-        .map(|f| f.to_uppercase().collect::<String>() + c.as_str())
-        .unwrap_or_default()
-        .replace('_', " ")
 }

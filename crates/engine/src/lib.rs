@@ -234,3 +234,12 @@ pub(crate) async fn load_plan(tx: &mut dyn Tx, slug: &str) -> Result<(Plan, i64)
         .map_err(|e| Error::Internal(format!("stored plan {slug}: {e}")))?;
     Ok((plan, row.version))
 }
+
+/// "text" → "Text", "video_view" → "Video view": timeline wording.
+pub(crate) fn capital(s: &str) -> String {
+    let mut c = s.chars();
+    c.next()
+        .map(|f| f.to_uppercase().collect::<String>() + c.as_str())
+        .unwrap_or_default()
+        .replace('_', " ")
+}

@@ -796,6 +796,11 @@ async fn an_agent_who_opted_in_gets_the_engagement_alert_by_text() {
     let alert = alert.expect("the agent's alert text");
     assert!(alert["body"].as_str().unwrap().contains("Olive"), "{alert}");
     assert_eq!(alert["channel"], "text");
+    let kinds = timeline_kinds(&app, id).await;
+    assert!(
+        kinds.contains(&"agent_alert".to_string()) && !kinds.contains(&"text_sent".to_string()),
+        "the timeline says the alert went to the agent: {kinds:?}"
+    );
     let _ = token;
 }
 
