@@ -10,9 +10,9 @@
 //! become `uncertain` and are shown, never resent. The loop sleeps until the next due instant
 //! or until [`Engine::wake`] is rung (a touch was created), not on a fixed poll.
 
-use crate::channels::email::compose::{Footer, compose, list_unsubscribe_headers, message_id};
 use crate::channels::{Message, SendError};
 use crate::leads::{Effects, lead_tz, notify_user, settle_enrollments, stop_all};
+use crate::messages::tracked_email;
 use crate::{Engine, Result, TeamCtx, now_ms, team_ctx, ts};
 use relentless_core::schedule::{is_open, next_open};
 use relentless_core::template::{self, AgentFields, LeadFields, MergeContext, TeamFields};
@@ -601,6 +601,10 @@ async fn step_extras(tx: &mut dyn Tx, touches: &[Touch]) -> Result<HashMap<i64, 
     Ok(out)
 }
 
+/// How long a paused plan's touch waits before it is looked at again (resuming makes it due
+/// at once).
+const PAUSED_RECHECK_MS: i64 = 24 * 3_600_000;
+
 #[allow(clippy::too_many_arguments)]
 fn decide(
     team: &TeamCtx,
@@ -616,6 +620,13 @@ fn decide(
 ) -> Action {
     let fallback = extra.and_then(|x| x.fallback.as_ref());
     if let Some(en) = enrollment {
+        // A paused plan's touches wait for it to be resumed (which makes them due again).
+        if en.state == EnrollmentState::Paused {
+            return Action::Hold {
+                due: now + PAUSED_RECHECK_MS,
+                reason: "held: the plan is paused".into(),
+            };
+        }
         if en.state != EnrollmentState::Active {
             return Action::Skip(format!("the plan is {}", en.state));
         }
@@ -715,48 +726,10 @@ fn decide(
                     tracking: None,
                 };
             }
-            let token = crate::random_token();
-            let base = cfg.base();
-            let unsubscribe_url = format!("{base}/u/{token}");
-            let footer = Footer {
-                team_name: &team.team.name,
-                postal_address: &team.team.postal_address,
-                unsubscribe_url: &unsubscribe_url,
-            };
-            let composed = compose(&body, &footer, Some(&format!("{base}/t/{token}")));
-            let domain = cfg
-                .email_from
-                .rsplit_once('@')
-                .map(|(_, d)| d.trim_end_matches('>'))
-                .unwrap_or("localhost");
-            let reply_to = match &cfg.reply_domain {
-                Some(d) => Some(format!("r+{token}@{d}")),
-                None => agent.map(|a| a.email.clone()),
-            };
-            let msg = Message {
-                touch_id: Some(t.id),
-                lead_id: lead.id,
-                channel,
-                to: lead.email.clone().unwrap_or_default(),
-                subject,
-                body: composed.text,
-                html: Some(composed.html),
-                from_name: ctx.agent.name.clone(),
-                reply_to,
-                message_id: Some(message_id(t.id, &cfg.public_url, domain)),
-                headers: list_unsubscribe_headers(&unsubscribe_url),
-            };
-            let tracking = Tracking {
-                token,
-                kind: "email".into(),
-                lead_id: lead.id,
-                touch_id: Some(t.id),
-                links: composed.links,
-                video_id: None,
-                opens: 0,
-                clicks: 0,
-                created_at: now,
-            };
+            let (mut msg, tracking) =
+                tracked_email(team, cfg, lead, agent, Some(t.id), subject, &body, now);
+            // With no agent assigned, the merge context's agent (the team) signs it.
+            msg.from_name = ctx.agent.name.clone();
             Action::Send {
                 msg,
                 channel,

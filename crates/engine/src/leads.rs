@@ -697,6 +697,52 @@ impl Engine {
         Ok(e)
     }
 
+    /// Pauses or resumes a plan for a lead. While paused its touches are held, not skipped;
+    /// on resume each is due at its planned time, or now when that has passed.
+    pub async fn pause(&self, user: &User, lead_id: i64, plan: &str, paused: bool) -> Result<()> {
+        let now = now_ms();
+        let mut tx = self.store.write().await?;
+        visible(tx.lead(lead_id).await?, user)?;
+        let from = if paused {
+            EnrollmentState::Active
+        } else {
+            EnrollmentState::Paused
+        };
+        let found: Vec<Enrollment> = tx
+            .enrollments(lead_id)
+            .await?
+            .into_iter()
+            .filter(|e| e.plan == plan && e.state == from)
+            .collect();
+        if found.is_empty() {
+            return Err(Error::field(
+                "state",
+                format!("the lead has no {from} enrollment in '{plan}'"),
+            ));
+        }
+        for e in found {
+            tx.enrollment_pause(e.id, paused, now).await?;
+            tx.activity_insert(&NewActivity {
+                lead_id,
+                kind: if paused {
+                    "plan_paused"
+                } else {
+                    "plan_resumed"
+                }
+                .into(),
+                detail: format!("Plan {plan} {}", if paused { "paused" } else { "resumed" }),
+                data: None,
+                actor_id: Some(user.id),
+                at: now,
+            })
+            .await?;
+        }
+        tx.leads_refresh_next(&[lead_id]).await?;
+        tx.commit().await?;
+        self.wake.notify_one();
+        Ok(())
+    }
+
     /// Stops a plan for a lead; its scheduled touches are cancelled.
     pub async fn unenroll(&self, user: &User, lead_id: i64, plan: &str) -> Result<()> {
         let now = now_ms();
@@ -884,7 +930,7 @@ pub struct ActivityInput {
     pub promised_reply_by: Option<Millis>,
 }
 
-fn blank_lead(team: &TeamCtx, now: Millis) -> Lead {
+pub(crate) fn blank_lead(team: &TeamCtx, now: Millis) -> Lead {
     Lead {
         id: 0,
         first_name: String::new(),

@@ -25,6 +25,8 @@ pub struct Summary {
     pub since: String,
     pub speed_to_lead: Percentiles,
     pub speed_to_call: Percentiles,
+    /// Speed to lead per day (UTC date the leads came in): its trend over time.
+    pub speed_to_lead_by_day: BTreeMap<String, Percentiles>,
     /// attempts → number of leads that answered after that many attempts.
     pub attempts_before_contact: BTreeMap<String, i64>,
     pub answer_rate_by_channel: BTreeMap<String, Rate>,
@@ -72,8 +74,14 @@ impl Engine {
         for a in rows.attempts_before_contact {
             *hist.entry(a.to_string()).or_insert(0) += 1;
         }
+        let mut by_day: BTreeMap<String, Vec<i64>> = BTreeMap::new();
+        for (at, secs) in &rows.speed_to_lead_at {
+            let day = crate::ts(*at).to_string().chars().take(10).collect();
+            by_day.entry(day).or_default().push(*secs);
+        }
         Ok(Summary {
             since: crate::ts(since).to_string(),
+            speed_to_lead_by_day: by_day.into_iter().map(|(d, v)| (d, pct(v))).collect(),
             speed_to_lead: pct(rows.speed_to_lead),
             speed_to_call: pct(rows.speed_to_call),
             attempts_before_contact: hist,

@@ -314,6 +314,8 @@ impl Engine {
         }
         if hash.is_some() {
             u.password_hash = hash;
+            // A new password signs the user out of every browser.
+            Engine::end_sessions(tx.as_mut(), u.id).await?;
         }
         if let Some(v) = input.notify_sms {
             u.notify_sms = v;
@@ -345,6 +347,7 @@ impl Engine {
         };
         u.active = false;
         tx.user_save(&u).await?;
+        Engine::end_sessions(tx.as_mut(), u.id).await?;
         let (leads, tasks) = tx.reassign_all(id, to.id).await?;
         tx.commit().await?;
         Ok((u, leads, tasks))
@@ -360,6 +363,7 @@ impl Engine {
             .ok_or_else(|| Error::field("email", format!("no user has the email {email}")))?;
         u.password_hash = Some(hash);
         tx.user_save(&u).await?;
+        Engine::end_sessions(tx.as_mut(), u.id).await?;
         tx.commit().await?;
         Ok(())
     }

@@ -69,7 +69,13 @@ impl Engine {
 
     /// Sends a lead the link to a video: by text when the lead can be texted, else by email.
     /// Returns the page URL.
-    pub async fn send_video(&self, user: &User, lead_id: i64, video_id: i64) -> Result<String> {
+    pub async fn send_video(
+        &self,
+        user: &User,
+        lead_id: i64,
+        video_id: i64,
+        channel: Option<Channel>,
+    ) -> Result<String> {
         let lead = self.lead_for(user, lead_id).await?;
         let mut tx = self.store.write().await?;
         let video = tx
@@ -103,12 +109,17 @@ impl Engine {
         } else {
             lead.first_name.clone()
         };
-        let (channel, to) = if lead.can_text() {
-            (Channel::Text, lead.phone.clone().unwrap_or_default())
-        } else if lead.can_email() {
-            (Channel::Email, lead.email.clone().unwrap_or_default())
-        } else {
-            return Err(Error::field("lead", "the lead cannot be texted or emailed"));
+        let (channel, to) = match channel {
+            Some(Channel::Text) if !lead.can_text() => {
+                return Err(Error::field("channel", "the lead cannot be texted"));
+            }
+            Some(Channel::Email) if !lead.can_email() => {
+                return Err(Error::field("channel", "the lead cannot be emailed"));
+            }
+            Some(Channel::Email) => (Channel::Email, lead.email.clone().unwrap_or_default()),
+            _ if lead.can_text() => (Channel::Text, lead.phone.clone().unwrap_or_default()),
+            _ if lead.can_email() => (Channel::Email, lead.email.clone().unwrap_or_default()),
+            _ => return Err(Error::field("lead", "the lead cannot be texted or emailed")),
         };
         let body = format!(
             "Hi {first}, it's {} - I made you a quick video: {url}",

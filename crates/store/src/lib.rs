@@ -144,6 +144,20 @@ pub trait Tx: Send {
     async fn user_save(&mut self, user: &User) -> Result<()>;
     async fn token_insert(&mut self, user_id: i64, token_hash: &str, now: Millis) -> Result<()>;
     async fn user_by_token(&mut self, token_hash: &str) -> Result<Option<User>>;
+    /// Starts a web session (cookie id's SHA-256, the CSRF token of its forms).
+    async fn session_insert(
+        &mut self,
+        id_hash: &str,
+        user_id: i64,
+        csrf: &str,
+        now: Millis,
+        expires_at: Millis,
+    ) -> Result<()>;
+    /// The active user of an unexpired session, and the session's CSRF token.
+    async fn session_user(&mut self, id_hash: &str, now: Millis) -> Result<Option<(User, String)>>;
+    async fn session_delete(&mut self, id_hash: &str) -> Result<()>;
+    /// Signs a user out everywhere (password changed, deactivated); drops expired sessions.
+    async fn sessions_delete_for(&mut self, user_id: Option<i64>, now: Millis) -> Result<()>;
     /// Moves every lead and open task of `from` to `to`; returns (leads, tasks) moved.
     async fn reassign_all(&mut self, from: i64, to: i64) -> Result<(u64, u64)>;
 
@@ -199,6 +213,9 @@ pub trait Tx: Send {
         all.retain(|e| ids.contains(&e.id));
         Ok(all)
     }
+    /// Pauses (`paused`) or resumes (`active`) an enrollment. Resuming makes its scheduled
+    /// touches due at their planned time, or now when that has passed.
+    async fn enrollment_pause(&mut self, id: i64, paused: bool, now: Millis) -> Result<()>;
     async fn enrollment_end(
         &mut self,
         id: i64,
@@ -298,6 +315,15 @@ pub trait Tx: Send {
         &mut self,
         user_id: i64,
         after_id: i64,
+        limit: i64,
+    ) -> Result<Vec<Notification>>;
+
+    /// A user's notifications of one event kind at or after `since`, newest first.
+    async fn notifications_recent(
+        &mut self,
+        user_id: i64,
+        event: &str,
+        since: Millis,
         limit: i64,
     ) -> Result<Vec<Notification>>;
 

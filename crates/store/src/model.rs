@@ -323,6 +323,8 @@ pub struct LeadFilter {
     pub source: Option<String>,
     pub assigned_to: Option<i64>,
     pub below_attempts: Option<i64>,
+    /// Only leads with no touch (or, never touched, created) before this instant.
+    pub no_touch_since: Option<Millis>,
     /// Only leads whose id is below this (the cursor).
     pub before_id: Option<i64>,
     pub limit: i64,
@@ -333,6 +335,8 @@ pub struct LeadFilter {
 pub struct ReportRows {
     /// seconds from creation to first attempt, per lead that has one.
     pub speed_to_lead: Vec<i64>,
+    /// (lead created at, seconds to first attempt): speed to lead over time.
+    pub speed_to_lead_at: Vec<(Millis, i64)>,
     pub speed_to_call: Vec<i64>,
     /// attempts at the time of contact, per lead that answered.
     pub attempts_before_contact: Vec<i64>,

@@ -7,6 +7,7 @@ pub mod error;
 pub mod json;
 pub mod limits;
 pub mod openapi;
+pub mod pages;
 pub mod signin;
 pub mod tracking;
 pub mod webhooks;
@@ -49,6 +50,7 @@ pub fn router(state: AppState) -> Router {
         .merge(webhooks::routes())
         .merge(tracking::routes())
         .route("/signin/{token}", get(signin::page))
+        .merge(pages::routes())
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
         .fallback(|| async {

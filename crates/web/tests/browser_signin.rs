@@ -9,176 +9,17 @@
 //! then a missing driver fails it. With `RELENTLESS_SCREENSHOTS=1` it also saves the kiosk
 //! page to `docs/screenshots/open-house.png`.
 
+mod browser;
 mod common;
 
+use browser::*;
+
 use common::TestApp;
-use fantoccini::{Client, ClientBuilder, Locator};
+use fantoccini::{Client, Locator};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use std::future::Future;
-use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
-
-const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
-const CHROMIUM: &str = "/usr/bin/chromium";
-
-/// A chromedriver of our own on a port it picked, stopped (with its browsers) on drop.
-struct Driver {
-    child: Child,
-    port: u16,
-    /// Chromium's profile: fresh and empty for every run.
-    profile: tempfile::TempDir,
-}
-
-impl Driver {
-    fn start() -> Driver {
-        let mut child = Command::new(CHROMEDRIVER)
-            .arg("--port=0")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start chromedriver");
-        // It prints "ChromeDriver was started successfully on port N."; the rest of what it
-        // prints is drained so that it never blocks on a full pipe.
-        let out = child.stdout.take().unwrap();
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(out).lines() {
-                let Ok(line) = line else { break };
-                if let Some(rest) = line.split("started successfully on port ").nth(1) {
-                    let _ = tx.send(rest.trim_end_matches('.').trim().parse::<u16>().ok());
-                }
-            }
-        });
-        let mut driver = Driver {
-            child,
-            port: 0,
-            profile: tempfile::tempdir().unwrap(),
-        };
-        driver.port = match rx.recv_timeout(Duration::from_secs(30)) {
-            Ok(Some(p)) => p,
-            other => panic!("chromedriver did not say which port it listens on: {other:?}"),
-        };
-        driver
-    }
-
-    fn url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
-    }
-
-    /// Waits until the driver says it is ready for a session.
-    async fn ready(&self) {
-        let client = reqwest::Client::new();
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Ok(r) = client.get(format!("{}/status", self.url())).send().await
-                && let Ok(v) = r.json::<Value>().await
-                && v["value"]["ready"] == true
-            {
-                return;
-            }
-            assert!(Instant::now() < deadline, "chromedriver never became ready");
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
-
-    async fn session(&self) -> Client {
-        let args = [
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-dev-shm-usage",
-            "--disable-quic",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            "--no-first-run",
-            "--no-default-browser-check",
-            // A tablet in portrait, as a kiosk would be.
-            "--window-size=820,1180",
-            &format!("--user-data-dir={}", self.profile.path().display()),
-        ];
-        let caps = json!({
-            "browserName": "chrome",
-            "goog:chromeOptions": {"binary": CHROMIUM, "args": args},
-        });
-        let Value::Object(caps) = caps else {
-            unreachable!()
-        };
-        let connector = hyper_util::client::legacy::connect::HttpConnector::new();
-        ClientBuilder::new(connector)
-            .capabilities(caps)
-            .connect(&self.url())
-            .await
-            .expect("a Chromium session through chromedriver")
-    }
-}
-
-impl Drop for Driver {
-    fn drop(&mut self) {
-        // `/shutdown` makes chromedriver quit its browsers too; a kill only if it hangs.
-        if let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", self.port)) {
-            let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
-            let _ = write!(
-                s,
-                "GET /shutdown HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
-            );
-            let _ = std::io::Read::read(&mut s, &mut [0u8; 256]);
-        }
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Whether the browser test can run here: skipped (with a message) only outside CI.
-fn have_chromedriver() -> bool {
-    if Path::new(CHROMEDRIVER).exists() {
-        return true;
-    }
-    if std::env::var_os("CI").is_some() {
-        panic!(
-            "CI is set but {CHROMEDRIVER} is missing: install Debian's chromium and \
-             chromium-driver (.ci/run does)"
-        );
-    }
-    eprintln!(
-        "SKIPPED browser_signin: {CHROMEDRIVER} is missing (apt-get install chromium \
-         chromium-driver); set CI=1 to make this a failure"
-    );
-    false
-}
-
-/// Polls `f` until it gives a value, for up to `secs` seconds.
-async fn eventually<T, F, Fut>(what: &str, secs: u64, mut f: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Option<T>>,
-{
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    loop {
-        if let Some(v) = f().await {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for: {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-async fn js(c: &Client, script: &str, args: Vec<Value>) -> Value {
-    c.execute(script, args)
-        .await
-        .unwrap_or_else(|e| panic!("script failed: {e}\n{script}"))
-}
+use std::time::Duration;
 
 /// The sign-ins the page keeps in `localStorage` until they are posted.
 async fn queued(c: &Client, key: &str) -> Vec<Value> {
@@ -264,7 +105,7 @@ async fn assert_cleared(c: &Client) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_open_house_kiosk_signs_visitors_in_and_keeps_them_while_offline() {
-    if !have_chromedriver() {
+    if !have_chromedriver("browser_signin") {
         return;
     }
     let driver = Driver::start();

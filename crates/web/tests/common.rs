@@ -69,6 +69,27 @@ impl TestApp {
         Self::spawn_with_on(Backend::from_env(), config, channel).await
     }
 
+    /// A server on a database with no team yet: what a first start looks like.
+    pub async fn spawn_empty_on(backend: Backend) -> TestApp {
+        let dir = Arc::new(tempfile::tempdir().unwrap());
+        let (url, db) = match backend {
+            Backend::Sqlite => (format!("sqlite://{}/test.db", dir.path().display()), None),
+            Backend::Postgres => {
+                let db = TestDatabase::create().await.unwrap();
+                (db.url().to_string(), Some(Arc::new(db)))
+            }
+        };
+        Self::start(
+            backend,
+            url,
+            db,
+            dir,
+            Config::default(),
+            Arc::new(relentless_engine::channels::Router::outbox()),
+        )
+        .await
+    }
+
     pub async fn spawn_with_on(
         backend: Backend,
         config: Config,

@@ -460,6 +460,62 @@ impl Tx for PgTx {
         .await?)
     }
 
+    async fn session_insert(
+        &mut self,
+        id_hash: &str,
+        user_id: i64,
+        csrf: &str,
+        now: Millis,
+        expires_at: Millis,
+    ) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO sessions (id_hash, user_id, csrf, created_at, expires_at) VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(id_hash)
+        .bind(user_id)
+        .bind(csrf)
+        .bind(now)
+        .bind(expires_at)
+        .execute(&mut *self.tx)
+        .await?;
+        Ok(())
+    }
+
+    async fn session_user(&mut self, id_hash: &str, now: Millis) -> Result<Option<(User, String)>> {
+        let Some((user_id, csrf)) = sqlx::query_as::<_, (i64, String)>(
+            "SELECT user_id, csrf FROM sessions WHERE id_hash = $1 AND expires_at > $2",
+        )
+        .bind(id_hash)
+        .bind(now)
+        .fetch_optional(&mut *self.tx)
+        .await?
+        else {
+            return Ok(None);
+        };
+        Ok(self
+            .user(user_id)
+            .await?
+            .filter(|u| u.active)
+            .map(|u| (u, csrf)))
+    }
+
+    async fn session_delete(&mut self, id_hash: &str) -> Result<()> {
+        sqlx::query("DELETE FROM sessions WHERE id_hash = $1")
+            .bind(id_hash)
+            .execute(&mut *self.tx)
+            .await?;
+        Ok(())
+    }
+
+    async fn sessions_delete_for(&mut self, user_id: Option<i64>, now: Millis) -> Result<()> {
+        sqlx::query("DELETE FROM sessions WHERE user_id = $1 OR expires_at <= $2")
+            .bind(user_id)
+            .bind(now)
+            .execute(&mut *self.tx)
+            .await?;
+        Ok(())
+    }
+
     async fn reassign_all(&mut self, from: i64, to: i64) -> Result<(u64, u64)> {
         let leads = sqlx::query("UPDATE leads SET assigned_to = $1 WHERE assigned_to = $2")
             .bind(to)
@@ -735,6 +791,10 @@ impl Tx for PgTx {
                 .push_bind(v)
                 .push(" AND l.answered_at IS NULL");
         }
+        if let Some(v) = f.no_touch_since {
+            q.push(" AND COALESCE(l.last_touch_at, l.created_at) < ")
+                .push_bind(v);
+        }
         if let Some(v) = f.before_id {
             q.push(" AND l.id < ").push_bind(v);
         }
@@ -866,6 +926,28 @@ impl Tx for PgTx {
         .bind(ids)
         .fetch_all(&mut *self.tx)
         .await?)
+    }
+
+    async fn enrollment_pause(&mut self, id: i64, paused: bool, now: Millis) -> Result<()> {
+        let (state, reason) = if paused {
+            ("paused", Some("paused by the agent"))
+        } else {
+            ("active", None)
+        };
+        sqlx::query("UPDATE enrollments SET state = $1, reason = $2 WHERE id = $3 AND state IN ('active', 'paused')")
+            .bind(state)
+            .bind(reason)
+            .bind(id)
+            .execute(&mut *self.tx)
+            .await?;
+        if !paused {
+            sqlx::query("UPDATE touches SET due_at = GREATEST(planned_at, $1) WHERE enrollment_id = $2 AND status = 'scheduled'")
+                .bind(now)
+                .bind(id)
+                .execute(&mut *self.tx)
+                .await?;
+        }
+        Ok(())
     }
 
     async fn enrollment_end(
@@ -1393,6 +1475,22 @@ impl Tx for PgTx {
         .await?)
     }
 
+    async fn notifications_recent(
+        &mut self,
+        user_id: i64,
+        event: &str,
+        since: Millis,
+        limit: i64,
+    ) -> Result<Vec<Notification>> {
+        Ok(sqlx::query_as(sql!("SELECT {NOTIFICATION_COLS} FROM notifications WHERE user_id = $1 AND event = $2 AND at >= $3 ORDER BY id DESC LIMIT $4"))
+            .bind(user_id)
+            .bind(event)
+            .bind(since)
+            .bind(limit)
+            .fetch_all(&mut *self.tx)
+            .await?)
+    }
+
     async fn shift_lead_back(&mut self, lead_id: i64, by: i64) -> Result<()> {
         for q in [
             "UPDATE leads SET created_at = created_at - $1, updated_at = updated_at - $1 WHERE id = $2",
@@ -1702,10 +1800,11 @@ impl Tx for PgTx {
     }
 
     async fn report_rows(&mut self, since: Millis, now: Millis) -> Result<ReportRows> {
-        let speed_to_lead = sqlx::query_scalar("SELECT (first_attempt_at - created_at) / 1000 FROM leads WHERE created_at >= $1 AND first_attempt_at IS NOT NULL")
+        let speed_to_lead_at: Vec<(i64, i64)> = sqlx::query_as("SELECT created_at, (first_attempt_at - created_at) / 1000 FROM leads WHERE created_at >= $1 AND first_attempt_at IS NOT NULL")
             .bind(since)
             .fetch_all(&mut *self.tx)
             .await?;
+        let speed_to_lead = speed_to_lead_at.iter().map(|r| r.1).collect();
         let speed_to_call = sqlx::query_scalar("SELECT (first_call_at - created_at) / 1000 FROM leads WHERE created_at >= $1 AND first_call_at IS NOT NULL")
             .bind(since)
             .fetch_all(&mut *self.tx)
@@ -1744,6 +1843,7 @@ impl Tx for PgTx {
         .await?;
         Ok(ReportRows {
             speed_to_lead,
+            speed_to_lead_at,
             speed_to_call,
             attempts_before_contact,
             by_channel,

@@ -256,6 +256,62 @@ impl Tx for SqliteTx {
         .await?)
     }
 
+    async fn session_insert(
+        &mut self,
+        id_hash: &str,
+        user_id: i64,
+        csrf: &str,
+        now: Millis,
+        expires_at: Millis,
+    ) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO sessions (id_hash, user_id, csrf, created_at, expires_at) VALUES (?, ?, ?, ?, ?)",
+        )
+        .bind(id_hash)
+        .bind(user_id)
+        .bind(csrf)
+        .bind(now)
+        .bind(expires_at)
+        .execute(&mut *self.tx)
+        .await?;
+        Ok(())
+    }
+
+    async fn session_user(&mut self, id_hash: &str, now: Millis) -> Result<Option<(User, String)>> {
+        let Some((user_id, csrf)) = sqlx::query_as::<_, (i64, String)>(
+            "SELECT user_id, csrf FROM sessions WHERE id_hash = ? AND expires_at > ?",
+        )
+        .bind(id_hash)
+        .bind(now)
+        .fetch_optional(&mut *self.tx)
+        .await?
+        else {
+            return Ok(None);
+        };
+        Ok(self
+            .user(user_id)
+            .await?
+            .filter(|u| u.active)
+            .map(|u| (u, csrf)))
+    }
+
+    async fn session_delete(&mut self, id_hash: &str) -> Result<()> {
+        sqlx::query("DELETE FROM sessions WHERE id_hash = ?")
+            .bind(id_hash)
+            .execute(&mut *self.tx)
+            .await?;
+        Ok(())
+    }
+
+    async fn sessions_delete_for(&mut self, user_id: Option<i64>, now: Millis) -> Result<()> {
+        sqlx::query("DELETE FROM sessions WHERE user_id = ? OR expires_at <= ?")
+            .bind(user_id)
+            .bind(now)
+            .execute(&mut *self.tx)
+            .await?;
+        Ok(())
+    }
+
     async fn reassign_all(&mut self, from: i64, to: i64) -> Result<(u64, u64)> {
         let leads = sqlx::query("UPDATE leads SET assigned_to = ? WHERE assigned_to = ?")
             .bind(to)
@@ -486,7 +542,8 @@ impl Tx for SqliteTx {
             && f.stage.is_none()
             && f.source.is_none()
             && f.assigned_to.is_none()
-            && f.below_attempts.is_none();
+            && f.below_attempts.is_none()
+            && f.no_touch_since.is_none();
         if let Some(words) = &f.name_query {
             // No words (only punctuation): nothing matches, rather than an FTS5 syntax error.
             let fq = fts_query(words);
@@ -536,6 +593,10 @@ impl Tx for SqliteTx {
             q.push(" AND l.attempts < ")
                 .push_bind(v)
                 .push(" AND l.answered_at IS NULL");
+        }
+        if let Some(v) = f.no_touch_since {
+            q.push(" AND COALESCE(l.last_touch_at, l.created_at) < ")
+                .push_bind(v);
         }
         if let Some(v) = f.before_id {
             q.push(" AND l.id < ").push_bind(v);
@@ -710,6 +771,28 @@ impl Tx for SqliteTx {
         ))
         .fetch_all(&mut *self.tx)
         .await?)
+    }
+
+    async fn enrollment_pause(&mut self, id: i64, paused: bool, now: Millis) -> Result<()> {
+        let (state, reason) = if paused {
+            ("paused", Some("paused by the agent"))
+        } else {
+            ("active", None)
+        };
+        sqlx::query("UPDATE enrollments SET state = ?, reason = ? WHERE id = ? AND state IN ('active', 'paused')")
+            .bind(state)
+            .bind(reason)
+            .bind(id)
+            .execute(&mut *self.tx)
+            .await?;
+        if !paused {
+            sqlx::query("UPDATE touches SET due_at = MAX(planned_at, ?) WHERE enrollment_id = ? AND status = 'scheduled'")
+                .bind(now)
+                .bind(id)
+                .execute(&mut *self.tx)
+                .await?;
+        }
+        Ok(())
     }
 
     async fn enrollment_end(
@@ -1178,6 +1261,22 @@ impl Tx for SqliteTx {
         .await?)
     }
 
+    async fn notifications_recent(
+        &mut self,
+        user_id: i64,
+        event: &str,
+        since: Millis,
+        limit: i64,
+    ) -> Result<Vec<Notification>> {
+        Ok(sqlx::query_as("SELECT id, user_id, event, lead_id, lead_name, kind, at, detail FROM notifications WHERE user_id = ? AND event = ? AND at >= ? ORDER BY id DESC LIMIT ?")
+            .bind(user_id)
+            .bind(event)
+            .bind(since)
+            .bind(limit)
+            .fetch_all(&mut *self.tx)
+            .await?)
+    }
+
     async fn shift_lead_back(&mut self, lead_id: i64, by: i64) -> Result<()> {
         for q in [
             "UPDATE leads SET created_at = created_at - ?1, updated_at = updated_at - ?1 WHERE id = ?2",
@@ -1464,10 +1563,11 @@ impl Tx for SqliteTx {
     }
 
     async fn report_rows(&mut self, since: Millis, now: Millis) -> Result<ReportRows> {
-        let speed_to_lead = sqlx::query_scalar("SELECT (first_attempt_at - created_at) / 1000 FROM leads WHERE created_at >= ? AND first_attempt_at IS NOT NULL")
+        let speed_to_lead_at: Vec<(i64, i64)> = sqlx::query_as("SELECT created_at, (first_attempt_at - created_at) / 1000 FROM leads WHERE created_at >= ? AND first_attempt_at IS NOT NULL")
             .bind(since)
             .fetch_all(&mut *self.tx)
             .await?;
+        let speed_to_lead = speed_to_lead_at.iter().map(|r| r.1).collect();
         let speed_to_call = sqlx::query_scalar("SELECT (first_call_at - created_at) / 1000 FROM leads WHERE created_at >= ? AND first_call_at IS NOT NULL")
             .bind(since)
             .fetch_all(&mut *self.tx)
@@ -1506,6 +1606,7 @@ impl Tx for SqliteTx {
         .await?;
         Ok(ReportRows {
             speed_to_lead,
+            speed_to_lead_at,
             speed_to_call,
             attempts_before_contact,
             by_channel,

@@ -103,6 +103,8 @@ pub struct ListQuery {
     source: Option<String>,
     assigned_to: Option<String>,
     below_attempts: Option<i64>,
+    /// Only leads with no touch in this many days.
+    no_touch_days: Option<i64>,
     limit: Option<i64>,
     cursor: Option<String>,
 }
@@ -150,6 +152,15 @@ pub async fn list(
     }
     f.source = q.source.clone();
     f.below_attempts = q.below_attempts;
+    if let Some(d) = q.no_touch_days {
+        if !(1..=3650).contains(&d) {
+            return Err(ApiError::field(
+                "no_touch_days",
+                "must be between 1 and 3650",
+            ));
+        }
+        f.no_touch_since = Some(relentless_engine::now_ms() - d * 86_400_000);
+    }
     if let Some(c) = &q.cursor {
         f.before_id = Some(
             c.parse()
@@ -377,7 +388,21 @@ pub async fn send_video(
     State(state): State<AppState>,
     user: CurrentUser,
     Path((id, video)): Path<(i64, i64)>,
+    body: axum::body::Bytes,
 ) -> ApiResult<Json<Value>> {
-    let url = state.engine.send_video(&user.0, id, video).await?;
+    // An optional `{channel: text|email}`; without it, a text when the lead can be texted.
+    let channel = if body.iter().all(u8::is_ascii_whitespace) {
+        None
+    } else {
+        let v: Value = serde_json::from_slice(&body)
+            .map_err(|e| ApiError::bad_request(format!("the body is not valid JSON: {e}")))?;
+        match crate::json::opt_str(&v, "channel")?.as_deref() {
+            None => None,
+            Some("text") => Some(Channel::Text),
+            Some("email") => Some(Channel::Email),
+            Some(_) => return Err(ApiError::field("channel", "must be text or email")),
+        }
+    };
+    let url = state.engine.send_video(&user.0, id, video, channel).await?;
     Ok(Json(json!({"url": url})))
 }

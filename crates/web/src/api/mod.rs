@@ -2,10 +2,12 @@
 
 pub mod intakes;
 pub mod leads;
+pub mod messages;
 pub mod misc;
 pub mod notifications;
 pub mod plans;
 pub mod tasks;
+pub mod today;
 pub mod users;
 
 use crate::AppState;
@@ -41,8 +43,16 @@ pub fn routes() -> Router<AppState> {
         .route("/leads/{id}/enrollments", post(leads::enroll))
         .route(
             "/leads/{id}/enrollments/{plan}",
-            axum::routing::delete(leads::unenroll),
+            axum::routing::delete(leads::unenroll).patch(messages::set_enrollment),
         )
+        .route("/leads/{id}/messages", post(messages::send))
+        .route(
+            "/leads/import",
+            post(messages::import)
+                .layer(axum::extract::DefaultBodyLimit::max(messages::IMPORT_LIMIT)),
+        )
+        .route("/templates/preview", post(messages::preview_template))
+        .route("/plans/preview", post(messages::preview_plan))
         .route("/leads/{id}/activities", post(leads::activity))
         .route(
             "/leads/{id}/videos",
@@ -56,6 +66,7 @@ pub fn routes() -> Router<AppState> {
         .route("/pond", get(intakes::pond))
         .route("/intakes", get(intakes::list).post(intakes::create))
         .route("/tasks", get(tasks::list))
+        .route("/today", get(today::today))
         .route("/tasks/{id}/complete", post(tasks::complete))
         .route("/plans", get(plans::list_plans))
         .route("/plans/{slug}", get(plans::get_plan).put(plans::put_plan))

@@ -4,7 +4,7 @@
 
 use crate::AppState;
 use crate::auth::CurrentUser;
-use axum::extract::State;
+use axum::extract::{Query, State};
 use axum::http::HeaderMap;
 use axum::response::IntoResponse;
 use axum::response::sse::{Event, KeepAlive, Sse};
@@ -28,16 +28,25 @@ fn event(n: &Notification) -> Event {
         .data(data.to_string())
 }
 
+#[derive(serde::Deserialize)]
+pub struct StreamQuery {
+    last_event_id: Option<i64>,
+}
+
 pub async fn stream(
     State(state): State<AppState>,
     user: CurrentUser,
     headers: HeaderMap,
+    Query(q): Query<StreamQuery>,
 ) -> impl IntoResponse {
     let user_id = user.0.id;
+    // The header is what a reconnecting EventSource sends; the query parameter lets the web
+    // app resume where the previous page left off when the agent moves between pages.
     let last: i64 = headers
         .get("last-event-id")
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse().ok())
+        .or(q.last_event_id)
         .unwrap_or(-1);
     // Subscribe first, then read the backlog: nothing published in between is lost, and
     // anything seen twice is dropped by id.

@@ -154,7 +154,10 @@ pub async fn get_template(
 ) -> ApiResult<Json<Value>> {
     let mut tx = state.engine.store.read().await?;
     let t = tx.template(&slug).await?.ok_or_else(ApiError::not_found)?;
-    Ok(Json(template_json(&t)))
+    let mut v = template_json(&t);
+    // The editor's merge-field help: every field a template may use.
+    v["merge_fields"] = json!(relentless_core::template::FIELDS);
+    Ok(Json(v))
 }
 
 /// Saves a template; an unknown merge field or bad syntax is refused (`422`, field named).

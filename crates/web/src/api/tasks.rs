@@ -114,7 +114,7 @@ pub async fn complete(
                 "only a video task takes a video",
             ));
         }
-        let url = state.engine.send_video(&user.0, t.lead_id, v).await?;
+        let url = state.engine.send_video(&user.0, t.lead_id, v, None).await?;
         let t = state
             .engine
             .complete_task(&user.0, id, outcome, note)

@@ -2,6 +2,8 @@
 //! would. Included by `api.rs` (SQLite) and `api_postgres.rs` (PostgreSQL), each of which
 //! defines `BACKEND`: one set of stories, both backends.
 
+mod app;
+
 use super::BACKEND;
 use super::common::{TestApp, day_zone, night_zone};
 use reqwest::StatusCode;

@@ -1,0 +1,279 @@
+//! The agent's web app in a real headless Chromium (Debian's `chromium` + `chromium-driver`,
+//! driven over WebDriver), against the real router and database: sign in, work the Today
+//! queue and log a call without a page reload, see a live alert appear when the lead's open
+//! pixel is fetched, record a video with Chromium's fake camera and send it by text, sign
+//! out, and as an admin edit a template and see the validation error next to the field.
+//!
+//! With `RELENTLESS_SCREENSHOTS=1` it also saves the main pages to `docs/screenshots/`.
+
+mod browser;
+mod common;
+
+use browser::{eventually, js, with_browser};
+use common::{TestApp, day_zone};
+use fantoccini::{Client, Locator};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use std::time::Duration;
+
+const PASSWORD: &str = "correct-horse-battery";
+
+async fn add_user(app: &TestApp, email: &str, name: &str, role: &str) {
+    let (s, u) = app
+        .post(
+            &app.admin,
+            "/api/v1/users",
+            json!({"email": email, "name": name, "role": role, "password": PASSWORD}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{u}");
+}
+
+async fn text_of(c: &Client, css: &str) -> String {
+    c.find(Locator::Css(css))
+        .await
+        .unwrap_or_else(|e| panic!("{css}: {e}"))
+        .text()
+        .await
+        .unwrap()
+}
+
+async fn wait_for(c: &Client, css: &str) {
+    c.wait()
+        .at_most(Duration::from_secs(20))
+        .for_element(Locator::Css(css))
+        .await
+        .unwrap_or_else(|e| panic!("waiting for {css}: {e}"));
+}
+
+async fn click(c: &Client, css: &str) {
+    c.find(Locator::Css(css))
+        .await
+        .unwrap_or_else(|e| panic!("{css}: {e}"))
+        .click()
+        .await
+        .unwrap_or_else(|e| panic!("click {css}: {e}"));
+}
+
+async fn type_into(c: &Client, css: &str, text: &str) {
+    let el = c.find(Locator::Css(css)).await.unwrap();
+    el.clear().await.unwrap();
+    el.send_keys(text).await.unwrap();
+}
+
+async fn sign_in(c: &Client, app: &TestApp, email: &str, next: &str) {
+    c.goto(&format!("{}{next}", app.base)).await.unwrap();
+    // A page asked for without a session leads to sign-in, and back after it.
+    wait_for(c, "#password").await;
+    assert!(c.current_url().await.unwrap().path().ends_with("/login"));
+    type_into(c, "#email", email).await;
+    type_into(c, "#password", PASSWORD).await;
+    click(c, "button[type=submit]").await;
+    wait_for(c, "#view").await;
+    assert_eq!(c.current_url().await.unwrap().path(), next);
+}
+
+async fn screenshot(c: &Client, name: &str) {
+    if std::env::var_os("RELENTLESS_SCREENSHOTS").is_none() {
+        return;
+    }
+    let png = c.screenshot().await.unwrap();
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/screenshots");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join(format!("{name}.png")), png).unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_works_the_app_in_a_real_browser() {
+    with_browser(
+        "browser_app",
+        "1280,1000",
+        &[
+            "--use-fake-device-for-media-stream",
+            "--use-fake-ui-for-media-stream",
+            "--autoplay-policy=no-user-gesture-required",
+        ],
+        agent_day,
+    )
+    .await;
+}
+
+async fn agent_day(c: Client) {
+    let app = TestApp::spawn().await;
+    add_user(&app, "casey@example.com", "Casey Agent", "agent").await;
+    add_user(&app, "lee@example.com", "Lee Admin", "admin").await;
+    // A new lead in a zone where it is daytime: speed-to-lead gives Casey a call task now.
+    let (s, lead) = app
+        .post(
+            &app.admin,
+            "/api/v1/leads",
+            json!({"first_name": "Dana", "last_name": "<b>Quinn</b>", "phone": "+15125550177",
+                   "email": "dana.quinn@example.com", "timezone": day_zone(),
+                   "assigned_to": "casey@example.com", "source": "Website"}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{lead}");
+    let lead_id = lead["id"].as_i64().unwrap();
+    // Five minutes on: the lead came in six minutes ago, so its speed-to-lead call is due.
+    let mut tx = app.engine.store.write().await.unwrap();
+    tx.shift_lead_back(lead_id, 6 * 60_000).await.unwrap();
+    tx.commit().await.unwrap();
+    app.engine.wake.notify_one();
+    let call = eventually("a call task for the new lead", 20, || async {
+        let mut tx = app.engine.store.read().await.ok()?;
+        let tasks = tx
+            .tasks(&relentless_store::TaskFilter {
+                lead_id: Some(lead_id),
+                status: Some(relentless_core::types::TaskStatus::Open),
+                limit: 10,
+                ..Default::default()
+            })
+            .await
+            .ok()?;
+        tasks
+            .into_iter()
+            .find(|t| t.kind == relentless_core::types::TaskKind::Call)
+    })
+    .await;
+
+    // (1) Sign in; Today shows the call with its script, the attempt count and the lead's
+    // name as text (the markup in it is not interpreted).
+    sign_in(&c, &app, "casey@example.com", "/today").await;
+    let card = format!("[data-task='{}']", call.id);
+    wait_for(&c, &card).await;
+    let text = text_of(&c, &card).await;
+    assert!(text.contains("Dana <b>Quinn</b>"), "{text}");
+    assert!(text.contains("Attempt "), "{text}");
+    assert!(text.contains("Call +15125550177"), "{text}");
+    assert!(
+        c.find_all(Locator::Css("#view b"))
+            .await
+            .unwrap()
+            .is_empty(),
+        "the lead's name was rendered as markup"
+    );
+    screenshot(&c, "today").await;
+
+    // (2) One click logs the call; the page is not reloaded and the task is done.
+    js(&c, "window.__stay = 42; return true;", vec![]).await;
+    click(&c, &format!("{card} [data-outcome=no_answer]")).await;
+    eventually("the task done through the app", 15, || async {
+        let (_, t) = app
+            .get(
+                &app.admin,
+                &format!("/api/v1/tasks?assignee=all&status=done&lead_id={lead_id}"),
+            )
+            .await;
+        t["items"]
+            .as_array()?
+            .iter()
+            .find(|x| x["id"] == call.id && x["outcome"] == "no_answer")
+            .cloned()
+    })
+    .await;
+    assert_eq!(js(&c, "return window.__stay;", vec![]).await, json!(42));
+
+    // (3) An email the agent sends from the API; the lead opening it shows a live alert.
+    let casey = app.engine.create_token("casey@example.com").await.unwrap();
+    let (s, sent) = app
+        .post(
+            &casey,
+            &format!("/api/v1/leads/{lead_id}/messages"),
+            json!({"channel": "email", "subject": "Hi {{ lead.first_name }}", "body": "Quick question about your search."}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{sent}");
+    // The email's unsubscribe link and its open pixel share one token.
+    let outbox = app.outbox_for(lead_id).await;
+    let body = outbox
+        .iter()
+        .find(|m| m["channel"] == "email")
+        .and_then(|m| m["body"].as_str())
+        .expect("the email in the outbox")
+        .to_string();
+    let pixel = pixel_url(&app, &body);
+    let r = app
+        .client
+        .get(&pixel)
+        .header("user-agent", "Mozilla/5.0 (Macintosh; Intel Mac OS X 14_0) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.0 Safari/605.1.15")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    wait_for(&c, ".toast.engagement").await;
+    let toast = text_of(&c, ".toast.engagement").await;
+    assert!(toast.contains("Dana"), "{toast}");
+    // The queue pins the engaging lead first.
+    wait_for(&c, &format!(".queue-item.engaging[data-lead='{lead_id}']")).await;
+
+    // (4) Record a video with the fake camera and send it by text.
+    c.goto(&format!("{}/leads/{lead_id}", app.base))
+        .await
+        .unwrap();
+    wait_for(&c, "#video-camera").await;
+    screenshot(&c, "lead").await;
+    click(&c, "#video-camera").await;
+    wait_for(&c, "#video-record:not([hidden])").await;
+    click(&c, "#video-record").await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    click(&c, "#video-stop").await;
+    wait_for(&c, "#video-send-text:not([disabled])").await;
+    click(&c, "#video-send-text").await;
+    let status = eventually("the video sent", 20, || async {
+        let t = text_of(&c, "#video-status").await;
+        t.contains("Sent by text").then_some(t)
+    })
+    .await;
+    assert!(status.contains("/v/"), "{status}");
+    let texts: Vec<Value> = app.outbox_for(lead_id).await;
+    assert!(
+        texts
+            .iter()
+            .any(|m| m["channel"] == "text" && m["body"].as_str().unwrap_or("").contains("/v/")),
+        "a text with the video link: {texts:#?}"
+    );
+
+    // (5) Leads and reports render for the agent.
+    c.goto(&format!("{}/leads?q=Dana", app.base)).await.unwrap();
+    wait_for(&c, "#leads-table tbody tr").await;
+    screenshot(&c, "leads").await;
+    c.goto(&format!("{}/reports", app.base)).await.unwrap();
+    wait_for(&c, "#chart-attempts .floor").await;
+    screenshot(&c, "reports").await;
+
+    // (6) Sign out: the session is gone; then an admin edits a template.
+    click(&c, ".signout button").await;
+    wait_for(&c, "#password").await;
+    c.goto(&format!("{}/today", app.base)).await.unwrap();
+    wait_for(&c, "#password").await;
+    assert!(c.current_url().await.unwrap().path().ends_with("/login"));
+    sign_in(&c, &app, "lee@example.com", "/templates/r21-d0-text").await;
+    wait_for(&c, "#tpl-body").await;
+    let before = app.get(&app.admin, "/api/v1/templates/r21-d0-text").await.1;
+    type_into(&c, "#tpl-body", "Hi {{ lead.nickname }}, still looking?").await;
+    click(&c, "#view form button[type=submit]").await;
+    let err = eventually("the error next to the body", 15, || async {
+        let e = c.find(Locator::Css("#tpl-body-error")).await.ok()?;
+        e.text().await.ok()
+    })
+    .await;
+    assert!(err.contains("nickname"), "{err}");
+    screenshot(&c, "template").await;
+    let after = app.get(&app.admin, "/api/v1/templates/r21-d0-text").await.1;
+    assert_eq!(
+        before["body"], after["body"],
+        "a refused template is not saved"
+    );
+}
+
+/// The open pixel of a tracked email, from the unsubscribe link in its text.
+fn pixel_url(app: &TestApp, body: &str) -> String {
+    let at = body
+        .find("/u/")
+        .unwrap_or_else(|| panic!("no unsubscribe link in: {body}"));
+    let token: String = body[at + 3..]
+        .chars()
+        .take_while(|c| c.is_ascii_alphanumeric())
+        .collect();
+    format!("{}/t/{token}/o.gif", app.base)
+}
