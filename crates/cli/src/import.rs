@@ -25,10 +25,13 @@ pub async fn run(
             bar.inc(1);
         })
         .await
-        .map_err(|f| match f.line {
-            // A problem at a place in the file names the file; the others stand alone.
-            Some(_) => format!("{file}: {f}"),
-            None => f.to_string(),
+        // A problem in the file's content names the file; the others stand alone.
+        .map_err(|f| {
+            if f.in_file {
+                format!("{file}: {f}")
+            } else {
+                f.to_string()
+            }
         })?;
     bar.finish_and_clear();
     let verb = if dry_run { "would import" } else { "imported" };

@@ -53,6 +53,14 @@ pub fn verify(
     ok
 }
 
+/// The parameters of a form-encoded webhook body (`application/x-www-form-urlencoded`), in
+/// the order sent; `None` when the body is not UTF-8. `+` is a space and `%XX` escapes are
+/// decoded (invalid UTF-8 after decoding becomes U+FFFD, as Twilio's own libraries read it).
+pub fn parse_form(body: &[u8]) -> Option<Vec<(String, String)>> {
+    std::str::from_utf8(body).ok()?;
+    Some(form_urlencoded::parse(body).into_owned().collect())
+}
+
 fn mac(auth_token: &str, url: &str, params: &[(String, String)]) -> HmacSha1 {
     let mut sorted: Vec<&(String, String)> = params.iter().collect();
     // Byte order = code point order, as Twilio's libraries sort. Values break ties so that a

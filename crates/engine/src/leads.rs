@@ -555,6 +555,8 @@ impl Engine {
         }
         tx.leads_refresh_next(&[id]).await?;
         let lead = tx.lead(id).await?.ok_or(Error::NotFound)?;
+        // Every row of the new lead is written but not committed.
+        self.config.fault_point("create_lead:before_commit");
         tx.commit().await?;
         fx.wake = true;
         self.apply_effects(fx);

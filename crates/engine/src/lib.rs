@@ -12,6 +12,7 @@ pub mod demo;
 pub mod dispatch;
 pub mod error;
 pub mod import;
+pub mod import_csv;
 pub mod inbound;
 pub mod inbound_email;
 pub mod intake;
@@ -65,6 +66,21 @@ pub struct Config {
     pub app_confirms_opt_out: bool,
     /// Uploaded videos live here.
     pub data_dir: std::path::PathBuf,
+    /// Called at named points inside multi-row changes, with the transaction still open (see
+    /// [`FaultHook`]). `None` in production.
+    pub fault_hook: Option<FaultHook>,
+}
+
+/// A test seam: a function the engine calls at named points in the middle of a transaction
+/// (`"create_lead:before_commit"`), so a test can make a real operation fail or panic there
+/// and check that nothing half-written survives. Production configs never set one.
+#[derive(Clone)]
+pub struct FaultHook(pub Arc<dyn Fn(&'static str) + Send + Sync>);
+
+impl std::fmt::Debug for FaultHook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("FaultHook")
+    }
 }
 
 impl Default for Config {
@@ -79,6 +95,7 @@ impl Default for Config {
             twilio_auth_token: None,
             app_confirms_opt_out: true,
             data_dir: "./relentless-data".into(),
+            fault_hook: None,
         }
     }
 }
@@ -105,6 +122,13 @@ impl Config {
                 })?;
         }
         Ok(c)
+    }
+
+    /// Runs the fault hook, if any, at `point`.
+    pub fn fault_point(&self, point: &'static str) {
+        if let Some(h) = &self.fault_hook {
+            (h.0)(point)
+        }
     }
 
     /// The public URL without a trailing slash.

@@ -1,9 +1,13 @@
 //! relentless-web: the axum router — JSON API, SSE notifications, health and metrics.
 //! Handlers are thin: they check who is asking, then call the engine.
 
+// The OpenAPI document is one large `json!` literal.
+#![recursion_limit = "512"]
+
 pub mod api;
 pub mod auth;
 pub mod error;
+pub mod extract;
 pub mod json;
 pub mod limits;
 pub mod openapi;

@@ -5,9 +5,10 @@ use super::iso;
 use crate::AppState;
 use crate::auth::CurrentUser;
 use crate::error::{ApiError, ApiResult};
+use crate::extract::Path;
 use crate::json::{JsonBody, opt_instant, opt_str, req_str};
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use relentless_core::plan::{Plan, PlanSpec};
 use relentless_core::types::Channel;
@@ -137,7 +138,7 @@ pub struct ImportQuery {
 pub async fn import(
     State(state): State<AppState>,
     user: CurrentUser,
-    axum::extract::Query(q): axum::extract::Query<ImportQuery>,
+    crate::extract::Query(q): crate::extract::Query<ImportQuery>,
     body: axum::body::Bytes,
 ) -> ApiResult<Json<Value>> {
     if body.is_empty() {

@@ -4,7 +4,8 @@
 
 use crate::AppState;
 use crate::auth::CurrentUser;
-use axum::extract::{Query, State};
+use crate::extract::Query;
+use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::IntoResponse;
 use axum::response::sse::{Event, KeepAlive, Sse};

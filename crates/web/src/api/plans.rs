@@ -4,14 +4,25 @@ use super::iso;
 use crate::AppState;
 use crate::auth::CurrentUser;
 use crate::error::{ApiError, ApiResult};
+use crate::extract::Path;
 use crate::json::JsonBody;
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use relentless_core::builtin::TemplateSpec;
 use relentless_core::plan::{Plan, PlanSpec};
 use relentless_engine::FieldError;
 use relentless_store::{PlanRow, TemplateRow};
 use serde_json::{Value, json};
+
+/// The fields below are filled in by indexing the body, which panics on anything but an
+/// object (a `[]` body panicked into a 500): refuse anything else first, naming the field.
+fn require_object(body: &Value) -> ApiResult<()> {
+    if body.is_object() {
+        Ok(())
+    } else {
+        Err(ApiError::field("body", "must be a JSON object"))
+    }
+}
 
 fn plan_json(row: &PlanRow) -> Value {
     let parsed = Plan::from_toml(&row.source).ok();
@@ -58,6 +69,7 @@ pub async fn put_plan(
     JsonBody(body): JsonBody,
 ) -> ApiResult<Json<Value>> {
     user.require_admin()?;
+    require_object(&body)?;
     let plan = match body.get("source").and_then(Value::as_str) {
         Some(src) => Plan::from_toml(src),
         None => {
@@ -168,7 +180,8 @@ pub async fn put_template(
     JsonBody(mut body): JsonBody,
 ) -> ApiResult<Json<Value>> {
     user.require_admin()?;
-    if body.get("slug").is_none() && body.is_object() {
+    require_object(&body)?;
+    if body.get("slug").is_none() {
         body["slug"] = json!(slug);
     }
     let mut tx = state.engine.store.write().await?;

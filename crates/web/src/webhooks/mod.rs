@@ -34,7 +34,7 @@ fn twilio_form(
     headers: &HeaderMap,
     body: &[u8],
 ) -> ApiResult<Vec<(String, String)>> {
-    let params: Vec<(String, String)> = serde_urlencoded_pairs(body)
+    let params: Vec<(String, String)> = relentless_core::twilio::parse_form(body)
         .ok_or_else(|| ApiError::bad_request("the body is not form data"))?;
     let Some(auth) = state.engine.config.twilio_auth_token.as_deref() else {
         return Err(ApiError::forbidden(
@@ -57,15 +57,6 @@ fn twilio_form(
         return Err(ApiError::forbidden("bad X-Twilio-Signature"));
     }
     Ok(params)
-}
-
-fn serde_urlencoded_pairs(body: &[u8]) -> Option<Vec<(String, String)>> {
-    let s = std::str::from_utf8(body).ok()?;
-    Some(
-        url::form_urlencoded::parse(s.as_bytes())
-            .into_owned()
-            .collect(),
-    )
 }
 
 fn param<'a>(params: &'a [(String, String)], name: &str) -> Option<&'a str> {

@@ -976,10 +976,148 @@ async fn openapi_lists_exactly_the_routes_that_are_served() {
             assert!(status.as_u16() < 500, "{method} {path}: {status} {body}");
         }
     }
-    assert_eq!(count, relentless_web::openapi::ROUTES.len());
+    assert_eq!(count, relentless_web::openapi::operations().len());
     let (s, p) = app.get(&app.admin, "/api/v1/nope").await;
     assert_eq!(
         (s, p["detail"].as_str()),
         (StatusCode::NOT_FOUND, Some("no such route"))
     );
+}
+
+/// "No panic reaches a request": a handler that panics with its transaction open (the engine's
+/// fault hook fires after every row of a new lead is written, before the commit) answers a
+/// clean 500 problem, leaks nothing of the panic, and leaves no row behind; the server and
+/// its database writer keep working.
+#[tokio::test]
+async fn a_panic_mid_transaction_is_a_500_problem_and_writes_nothing() {
+    use relentless_engine::{Config, FaultHook};
+    use std::sync::Arc;
+    let config = Config {
+        fault_hook: Some(FaultHook(Arc::new(|point| {
+            if point == "create_lead:before_commit" {
+                panic!("injected fault at {point}");
+            }
+        }))),
+        ..Config::default()
+    };
+    let app = TestApp::spawn_with_on(
+        BACKEND,
+        config,
+        Arc::new(relentless_engine::channels::Router::outbox()),
+    )
+    .await;
+    let res = app
+        .client
+        .post(format!("{}/api/v1/leads", app.base))
+        .bearer_auth(&app.admin)
+        .json(&json!({"first_name": "Pat", "phone": "+15125550199", "email": "pat@example.com", "timezone": day_zone()}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::INTERNAL_SERVER_ERROR);
+    assert_eq!(
+        res.headers()["content-type"].to_str().unwrap(),
+        "application/problem+json"
+    );
+    let body = res.text().await.unwrap();
+    assert!(
+        !body.contains("injected"),
+        "the panic's message leaked: {body}"
+    );
+    let p: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(
+        (p["status"].as_i64(), p["title"].as_str()),
+        (Some(500), Some("Internal error"))
+    );
+    // Nothing half-written: no lead, no activity, no touch, no task, nothing sent.
+    let mut tx = app.engine.store.read().await.unwrap();
+    let leads = tx
+        .leads_page(&relentless_store::LeadFilter {
+            limit: 10,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert!(leads.is_empty(), "{leads:?}");
+    drop(tx);
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert_eq!(
+        app.get(&app.admin, "/api/v1/outbox").await.1["items"],
+        json!([])
+    );
+    let (_, tasks) = app
+        .get(&app.admin, "/api/v1/tasks?assignee=all&status=all")
+        .await;
+    assert_eq!(tasks["items"], json!([]));
+    // The unwound transaction released the writer: the next write goes through.
+    let (s, u) = app
+        .post(
+            &app.admin,
+            "/api/v1/users",
+            json!({"email": "after-panic@example.com", "name": "After Panic"}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{u}");
+}
+
+/// Regression: a plan or template body that is JSON but not an object (`[]`, `"x"`, `3`) was
+/// indexed as one and panicked (500); it is a 422 naming the body, and nothing is saved.
+#[tokio::test]
+async fn a_plan_or_template_body_that_is_not_an_object_is_a_422() {
+    let app = TestApp::spawn_on(BACKEND).await;
+    let (_, before) = app.get(&app.admin, "/api/v1/templates/cold-d0-email").await;
+    for body in [
+        json!([]),
+        json!(["x"]),
+        json!("text"),
+        json!(3),
+        json!(true),
+    ] {
+        for path in [
+            "/api/v1/templates/cold-d0-email",
+            "/api/v1/templates/new-one",
+            "/api/v1/plans/cold-8",
+            "/api/v1/plans/new-one",
+        ] {
+            let (s, p) = app.put(&app.admin, path, body.clone()).await;
+            assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{path} {body}: {p}");
+            assert_eq!(p["errors"][0]["field"], "body", "{p}");
+        }
+    }
+    assert_eq!(
+        app.get(&app.admin, "/api/v1/templates/cold-d0-email")
+            .await
+            .1,
+        before
+    );
+}
+
+/// A path or query parameter that does not parse is a problem+json 400, like every other
+/// error (axum's own rejection is plain text, which the OpenAPI document does not allow).
+#[tokio::test]
+async fn unreadable_path_and_query_parameters_are_problem_json() {
+    let app = TestApp::spawn_on(BACKEND).await;
+    for path in [
+        "/api/v1/leads/abc",
+        "/api/v1/leads/99999999999999999999999",
+        "/api/v1/leads?limit=many",
+        "/api/v1/tasks?lead_id=x",
+        "/api/v1/outbox?limit=1.5",
+    ] {
+        let res = app
+            .client
+            .get(format!("{}{}", app.base, path))
+            .bearer_auth(&app.admin)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::BAD_REQUEST, "{path}");
+        assert_eq!(
+            res.headers()["content-type"].to_str().unwrap(),
+            "application/problem+json",
+            "{path}"
+        );
+        let p: Value = res.json().await.unwrap();
+        assert_eq!(p["status"], 400, "{p}");
+    }
 }
