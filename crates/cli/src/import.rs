@@ -7,6 +7,12 @@ use relentless_engine::Engine;
 use relentless_engine::leads::{LeadInput, Origin, field_errors};
 use std::process::ExitCode;
 
+/// The largest CSV file `import` reads (it is read whole into memory): 256 MiB, about a
+/// million leads with notes. Split a bigger export into several files.
+pub const MAX_CSV_BYTES: u64 = 256 * 1024 * 1024;
+/// The longest row: a longer one is reported as a bad row and skipped.
+pub const MAX_ROW_BYTES: usize = 64 * 1024;
+
 /// Our field for a CSV header, after lowercasing and dropping everything but letters/digits.
 fn field_for(header: &str) -> Option<&'static str> {
     let h: String = header
@@ -116,6 +122,17 @@ pub async fn run(
     plan: Option<&str>,
     dry_run: bool,
 ) -> Result<ExitCode, Box<dyn std::error::Error + Send + Sync>> {
+    let size = std::fs::metadata(file)
+        .map_err(|e| format!("cannot read {file}: {e}"))?
+        .len();
+    if size > MAX_CSV_BYTES {
+        return Err(format!(
+            "{file} is {} MiB; an import reads at most {} MiB: split the file; nothing was imported",
+            size / 1024 / 1024,
+            MAX_CSV_BYTES / 1024 / 1024
+        )
+        .into());
+    }
     let bytes = std::fs::read(file).map_err(|e| format!("cannot read {file}: {e}"))?;
     let text = decode(&bytes);
     if let Some(line) = unterminated_quote(text.as_bytes()) {
@@ -177,6 +194,18 @@ pub async fn run(
             .map(|p| lines.of(text.as_bytes(), p.byte() as usize))
             .unwrap_or(line);
         if record.iter().all(|f| f.trim().is_empty()) {
+            continue;
+        }
+        if record.as_slice().len() > MAX_ROW_BYTES {
+            bad += 1;
+            bar.suspend(|| {
+                eprintln!(
+                    "line {line}: the row is {} KB; a row is at most {} KB",
+                    record.as_slice().len() / 1024,
+                    MAX_ROW_BYTES / 1024
+                )
+            });
+            bar.inc(1);
             continue;
         }
         let mut obj = serde_json::Map::new();

@@ -356,6 +356,8 @@ pub trait Tx: Send {
     // rate limits
     /// Counts a hit on `key` in the window starting at `window_start`; returns the hits in it.
     async fn rate_hit(&mut self, key: &str, window_start: Millis) -> Result<i64>;
+    /// The hits on `key` in the window starting at `window_start`, without counting one.
+    async fn rate_count(&mut self, key: &str, window_start: Millis) -> Result<i64>;
     /// Forgets windows that started before `before`.
     async fn rate_prune(&mut self, before: Millis) -> Result<()>;
 

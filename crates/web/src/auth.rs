@@ -1,4 +1,5 @@
 //! Bearer-token authentication: the token's SHA-256 is looked up; deactivated users are out.
+//! Wrong tokens are counted per client address (see `limits`); the token itself is never logged.
 
 use crate::AppState;
 use crate::error::ApiError;
@@ -40,12 +41,42 @@ impl FromRequestParts<AppState> for CurrentUser {
             .or_else(|| header.strip_prefix("bearer "))
             .ok_or_else(ApiError::unauthorized)?
             .trim();
-        if token.is_empty() || token.len() > 200 {
-            return Err(ApiError::unauthorized());
+        // An address that has presented too many wrong tokens this minute is refused before
+        // its token is even looked at: guessing stops there (429, Retry-After).
+        let ip = client_ip(parts);
+        state
+            .limits
+            .refuse_failing_ip(&state.engine.store, ip)
+            .await?;
+        if !token.is_empty()
+            && token.len() <= 200
+            && let Some(u) = state.engine.authenticate(token).await?
+        {
+            return Ok(CurrentUser(u));
         }
-        match state.engine.authenticate(token).await? {
-            Some(u) => Ok(CurrentUser(u)),
-            None => Err(ApiError::unauthorized()),
-        }
+        state
+            .limits
+            .failed_credential(&state.engine.store, ip)
+            .await;
+        Err(ApiError::unauthorized())
+    }
+}
+
+/// The client's address, when the server was started with connect info.
+pub fn client_ip(parts: &Parts) -> Option<std::net::IpAddr> {
+    parts
+        .extensions
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|c| c.0.ip())
+}
+
+/// The client's address as an extractor (None when unknown).
+pub struct ClientIp(pub Option<std::net::IpAddr>);
+
+impl<S: Send + Sync> FromRequestParts<S> for ClientIp {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        Ok(ClientIp(client_ip(parts)))
     }
 }
