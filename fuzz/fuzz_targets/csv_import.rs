@@ -5,13 +5,13 @@
 
 use libfuzzer_sys::fuzz_target;
 use relentless_core::validate;
-use relentless_engine::import_csv::{Rows, prepare};
+use relentless_engine::import_csv::{Rows, line_count, prepare};
 use relentless_engine::leads::LeadInput;
 
 fuzz_target!(|data: &[u8]| {
     let Ok(text) = prepare(data) else { return };
     let Ok(rows) = Rows::new(&text) else { return };
-    let last_line = text.bytes().filter(|b| *b == b'\n').count() as u64 + 1;
+    let last_line = line_count(&text);
     for (line, row) in rows.take(1000) {
         assert!(
             (2..=last_line + 1).contains(&line),

@@ -7,12 +7,27 @@ use relentless_engine::Engine;
 use relentless_engine::import::approx_rows;
 use std::process::ExitCode;
 
+/// The largest CSV file `import` reads (it is read whole into memory): 256 MiB, about a
+/// million leads with notes. Split a bigger export into several files.
+pub const MAX_CSV_BYTES: u64 = 256 * 1024 * 1024;
+
 pub async fn run(
     engine: &Engine,
     file: &str,
     plan: Option<&str>,
     dry_run: bool,
 ) -> Result<ExitCode, Box<dyn std::error::Error + Send + Sync>> {
+    let size = std::fs::metadata(file)
+        .map_err(|e| format!("cannot read {file}: {e}"))?
+        .len();
+    if size > MAX_CSV_BYTES {
+        return Err(format!(
+            "{file} is {} MiB; an import reads at most {} MiB: split the file; nothing was imported",
+            size / 1024 / 1024,
+            MAX_CSV_BYTES / 1024 / 1024
+        )
+        .into());
+    }
     let bytes = std::fs::read(file).map_err(|e| format!("cannot read {file}: {e}"))?;
     let bar = ProgressBar::new(approx_rows(&bytes)).with_style(
         ProgressStyle::with_template("{bar:40} {pos}/{len} rows {msg}").expect("static template"),

@@ -271,6 +271,36 @@ impl Db {
     }
 }
 
+/// For an SQLite database that cannot be opened or migrated: says plainly when its file or
+/// folder cannot be written (a read-only file system, a full disk, permissions).
+fn why_not_writable(url: &str) -> String {
+    let Some(path) = sqlite_file(url) else {
+        return String::new();
+    };
+    let path = std::path::Path::new(path);
+    let probe = if path.exists() {
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(path)
+            .map(|_| ())
+    } else {
+        let dir = path
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty())
+            .unwrap_or(std::path::Path::new("."));
+        let tmp = dir.join(".relentless-write-check");
+        std::fs::write(&tmp, b"").and_then(|_| std::fs::remove_file(&tmp))
+    };
+    match probe {
+        Ok(()) => String::new(),
+        Err(e) if e.raw_os_error() == Some(30) => format!(
+            "\nthe database is on a read-only file system ({}): nothing was changed",
+            path.display()
+        ),
+        Err(e) => format!("\n{} cannot be written: {e}", path.display()),
+    }
+}
+
 async fn open(db: &Db) -> anyhow_lite::Result<Engine> {
     open_with(db, false).await
 }
@@ -282,12 +312,17 @@ async fn open_with(db: &Db, demo: bool) -> anyhow_lite::Result<Engine> {
         .await
         .map_err(|e| match e {
             relentless_store::StoreError::Config(m) => m,
-            e => format!("cannot open the database {shown}: {e}"),
+            e => format!(
+                "cannot open the database {shown}: {e}{}",
+                why_not_writable(&db.url())
+            ),
         })?;
-    store
-        .migrate()
-        .await
-        .map_err(|e| format!("cannot migrate the database {shown}: {e}"))?;
+    store.migrate().await.map_err(|e| {
+        format!(
+            "cannot migrate the database {shown}: {e}{}",
+            why_not_writable(&db.url())
+        )
+    })?;
     let config = Config {
         public_url: db.public_url.clone(),
         lease_ms: db.send_lease_secs as i64 * 1000,

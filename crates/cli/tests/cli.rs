@@ -516,6 +516,33 @@ fn import_fatal_errors_exit_1() {
 }
 
 #[test]
+fn import_refuses_a_file_over_the_size_limit_and_a_row_over_the_row_limit() {
+    let s = Sandbox::new();
+    s.init();
+    // A sparse file of 257 MiB: refused from its size, before it is read.
+    let big = s.path("huge.csv");
+    let f = std::fs::File::create(&big).unwrap();
+    f.set_len(257 * 1024 * 1024).unwrap();
+    drop(f);
+    s.import(&big, &[])
+        .exit(1)
+        .stderr_has("256 MiB")
+        .stderr_has("nothing was imported");
+    assert_eq!(s.lead_count(), 0);
+    std::fs::remove_file(&big).unwrap();
+    // A 100 KB row is a bad row by its line; the others are imported.
+    let csv = format!(
+        "Email,Notes\nok1@example.com,hi\nlong@example.com,{}\nok2@example.com,bye\n",
+        "x".repeat(100 * 1024)
+    );
+    let file = s.write("long.csv", csv.as_bytes());
+    s.import(&file, &[])
+        .exit(2)
+        .stderr_has("line 3: the row is 100 KB");
+    assert_eq!(s.lead_count(), 2);
+}
+
+#[test]
 fn import_before_init_is_a_fatal_error() {
     let s = Sandbox::new();
     let file = s.write("leads.csv", MIXED.as_bytes());

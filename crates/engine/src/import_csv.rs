@@ -3,6 +3,9 @@
 //! fields, and each row read as the lead's fields with its physical line number (the header
 //! is line 1). Pure: the CLI creates the leads; the fuzz target `csv_import` drives this.
 
+/// The longest row: a longer one is reported as a bad row and skipped.
+pub const MAX_ROW_BYTES: usize = 64 * 1024;
+
 /// Our field for a CSV header, after lowercasing and dropping everything but letters/digits.
 fn field_for(header: &str) -> Option<&'static str> {
     let h: String = header
@@ -40,18 +43,28 @@ pub fn decode(bytes: &[u8]) -> String {
     }
 }
 
+/// Whether the byte at `i` ends a physical line: a `\n`, or a `\r` not followed by one (old
+/// Mac files; the CSV reader ends a record there too, so a row after it is on a new line).
+fn ends_line(text: &[u8], i: usize) -> bool {
+    match text[i] {
+        b'\n' => true,
+        b'\r' => text.get(i + 1) != Some(&b'\n'),
+        _ => false,
+    }
+}
+
+/// The number of physical lines of a text, as row line numbers count them.
+pub fn line_count(text: &str) -> u64 {
+    let b = text.as_bytes();
+    (0..b.len()).filter(|&i| ends_line(b, i)).count() as u64 + 1
+}
+
 /// The physical line (1-based) of every byte offset: the offsets of the file's `\n` bytes.
 struct Lines(Vec<usize>);
 
 impl Lines {
     fn new(text: &[u8]) -> Lines {
-        Lines(
-            text.iter()
-                .enumerate()
-                .filter(|(_, b)| **b == b'\n')
-                .map(|(i, _)| i)
-                .collect(),
-        )
+        Lines((0..text.len()).filter(|&i| ends_line(text, i)).collect())
     }
 
     /// The line a record starting at `byte` is on. The CSV reader ends a record at the `\r` of
@@ -169,6 +182,16 @@ impl Iterator for Rows<'_> {
             if self.record.iter().all(|f| f.trim().is_empty()) {
                 continue;
             }
+            if self.record.as_slice().len() > MAX_ROW_BYTES {
+                return Some((
+                    line,
+                    Err(format!(
+                        "the row is {} KB; a row is at most {} KB",
+                        self.record.as_slice().len() / 1024,
+                        MAX_ROW_BYTES / 1024
+                    )),
+                ));
+            }
             let mut obj = serde_json::Map::new();
             let mut extra = Vec::new();
             for (i, value) in self.record.iter().enumerate() {
@@ -212,4 +235,26 @@ pub fn prepare(bytes: &[u8]) -> Result<String, String> {
         ));
     }
     Ok(text)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Rows, line_count, prepare};
+
+    /// Found by the `csv_import` fuzz target: a lone `\r` ends a record for the CSV reader,
+    /// so the row after it must not be reported on the header's line.
+    #[test]
+    fn a_lone_carriage_return_starts_a_new_line() {
+        let text = prepare(b"Email,Phone\rjo@example.com,\r\nbo@example.com,\n").unwrap();
+        let lines: Vec<u64> = Rows::new(&text).unwrap().map(|(l, _)| l).collect();
+        assert_eq!(lines, [2, 3]);
+        assert_eq!(line_count(&text), 4);
+    }
+
+    #[test]
+    fn crlf_and_lf_rows_keep_their_physical_lines() {
+        let text = prepare(b"Email\r\na@example.com\r\n\r\nb@example.com\n").unwrap();
+        let lines: Vec<u64> = Rows::new(&text).unwrap().map(|(l, _)| l).collect();
+        assert_eq!(lines, [2, 4]);
+    }
 }

@@ -327,6 +327,10 @@ impl Engine {
             let lead = tx.lead(lead_id).await?.ok_or(Error::NotFound)?;
             return match lead.assigned_to {
                 Some(a) if a == user.id => Ok(lead),
+                // Who has another agent's lead is not an agent's business.
+                Some(_) if user.role != Role::Admin => {
+                    Err(Error::Conflict("already claimed by another agent".into()))
+                }
                 Some(a) => {
                     let who = tx.user(a).await?.map(|u| u.name).unwrap_or_default();
                     Err(Error::Conflict(format!("already claimed by {who}")))

@@ -451,6 +451,18 @@ impl Engine {
             )
             .await?
         {
+            // An agent may not reach another agent's lead by re-submitting its email or
+            // phone: nothing is merged, nothing about that lead is shown (issue 7).
+            if let Some(a) = actor
+                && a.role != Role::Admin
+                && existing.assigned_to != Some(a.id)
+            {
+                return Err(Error::Conflict(
+                    "a lead with this external id, email or phone already exists and is not \
+                     yours; ask an admin to reassign it"
+                        .into(),
+                ));
+            }
             merge_into(&mut existing, &lead, &input);
             existing.updated_at = now;
             tx.lead_save(&existing).await?;

@@ -51,6 +51,41 @@ impl From<sqlx::Error> for StoreError {
     }
 }
 
+impl StoreError {
+    fn message(&self) -> String {
+        match self {
+            StoreError::Database(e) => e.to_string().to_lowercase(),
+            StoreError::Migrate(e) => e.to_string().to_lowercase(),
+            _ => String::new(),
+        }
+    }
+
+    /// The disk under the database is full (SQLite `SQLITE_FULL`, PostgreSQL `53100`).
+    pub fn is_disk_full(&self) -> bool {
+        if let StoreError::Database(sqlx::Error::Database(db)) = self
+            && db.code().is_some_and(|c| c == "13" || c == "53100")
+        {
+            return true;
+        }
+        let m = self.message();
+        m.contains("database or disk is full") || m.contains("no space left on device")
+    }
+
+    /// The database cannot be written (a read-only file or file system, `SQLITE_READONLY`,
+    /// PostgreSQL `25006`).
+    pub fn is_read_only(&self) -> bool {
+        if let StoreError::Database(sqlx::Error::Database(db)) = self
+            && db.code().is_some_and(|c| {
+                c == "8" || c.parse::<u32>().is_ok_and(|n| n & 0xff == 8) || c == "25006"
+            })
+        {
+            return true;
+        }
+        let m = self.message();
+        m.contains("readonly database") || m.contains("read-only file system")
+    }
+}
+
 /// What a backend that several processes share tells every process (see [`Store::listen`]).
 #[derive(Debug, Clone, PartialEq)]
 pub enum Signal {
@@ -382,6 +417,8 @@ pub trait Tx: Send {
     // rate limits
     /// Counts a hit on `key` in the window starting at `window_start`; returns the hits in it.
     async fn rate_hit(&mut self, key: &str, window_start: Millis) -> Result<i64>;
+    /// The hits on `key` in the window starting at `window_start`, without counting one.
+    async fn rate_count(&mut self, key: &str, window_start: Millis) -> Result<i64>;
     /// Forgets windows that started before `before`.
     async fn rate_prune(&mut self, before: Millis) -> Result<()>;
 

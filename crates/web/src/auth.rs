@@ -2,6 +2,7 @@
 //! pages and scripts send the session cookie instead, and every request that changes
 //! something with a cookie must carry the session's CSRF token in `X-CSRF-Token` (forms: a
 //! `csrf` field), so another site cannot make a signed-in browser act. Deactivated users are out.
+//! Wrong tokens are counted per client address (see `limits`); a token is never logged.
 
 use crate::AppState;
 use crate::error::ApiError;
@@ -81,19 +82,30 @@ impl FromRequestParts<AppState> for CurrentUser {
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
         if let Some(header) = parts.headers.get(axum::http::header::AUTHORIZATION) {
-            let header = header.to_str().map_err(|_| ApiError::unauthorized())?;
+            let header = header.to_str().unwrap_or("");
             let token = header
                 .strip_prefix("Bearer ")
                 .or_else(|| header.strip_prefix("bearer "))
-                .ok_or_else(ApiError::unauthorized)?
+                .unwrap_or("")
                 .trim();
-            if token.is_empty() || token.len() > 200 {
-                return Err(ApiError::unauthorized());
+            // An address that has presented too many wrong tokens this minute is refused before
+            // its token is even looked at: guessing stops there (429, Retry-After).
+            let ip = client_ip(parts);
+            state
+                .limits
+                .refuse_failing_ip(&state.engine.store, ip)
+                .await?;
+            if !token.is_empty()
+                && token.len() <= 200
+                && let Some(u) = state.engine.authenticate(token).await?
+            {
+                return Ok(CurrentUser(u));
             }
-            return match state.engine.authenticate(token).await? {
-                Some(u) => Ok(CurrentUser(u)),
-                None => Err(ApiError::unauthorized()),
-            };
+            state
+                .limits
+                .failed_credential(&state.engine.store, ip)
+                .await;
+            return Err(ApiError::unauthorized());
         }
         let Some((user, csrf, _)) = session_user(&parts.headers, state).await? else {
             return Err(ApiError::unauthorized());
@@ -111,5 +123,24 @@ impl FromRequestParts<AppState> for CurrentUser {
             }
         }
         Ok(CurrentUser(user))
+    }
+}
+
+/// The client's address, when the server was started with connect info.
+pub fn client_ip(parts: &Parts) -> Option<std::net::IpAddr> {
+    parts
+        .extensions
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|c| c.0.ip())
+}
+
+/// The client's address as an extractor (None when unknown).
+pub struct ClientIp(pub Option<std::net::IpAddr>);
+
+impl<S: Send + Sync> FromRequestParts<S> for ClientIp {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        Ok(ClientIp(client_ip(parts)))
     }
 }

@@ -69,6 +69,28 @@ impl From<Error> for ApiError {
             Error::NotFound => ApiError::not_found(),
             Error::Forbidden => ApiError::forbidden("you may not do this"),
             Error::Conflict(m) => ApiError::new(StatusCode::CONFLICT, "Conflict", m),
+            // A full disk or a read-only database: say so plainly; the transaction was rolled
+            // back, nothing was saved (issue 7).
+            Error::Store(s) if s.is_disk_full() => {
+                tracing::error!(error = %s, "the database's disk is full");
+                let mut e = ApiError::new(
+                    StatusCode::INSUFFICIENT_STORAGE,
+                    "Disk full",
+                    "the server's disk is full: nothing was saved; free some space and try again",
+                );
+                e.retry_after = Some(60);
+                e
+            }
+            Error::Store(s) if s.is_read_only() => {
+                tracing::error!(error = %s, "the database is read-only");
+                let mut e = ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "Database read-only",
+                    "the database cannot be written (read-only file or file system): nothing was saved",
+                );
+                e.retry_after = Some(60);
+                e
+            }
             other => {
                 tracing::error!(error = %other, "request failed");
                 ApiError::new(

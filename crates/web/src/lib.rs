@@ -49,6 +49,11 @@ impl AppState {
 }
 
 pub fn router(state: AppState) -> Router {
+    let (idle, deadline, upload) = (
+        state.limits.body_idle,
+        state.limits.body_deadline,
+        state.limits.upload_deadline,
+    );
     Router::new()
         .nest("/api/v1", api::routes())
         .merge(webhooks::routes())
@@ -70,8 +75,50 @@ pub fn router(state: AppState) -> Router {
             )
             .into_response()
         }))
-        .layer(TraceLayer::new_for_http())
+        // Slow bodies are cut off: no pause longer than `body_idle`, and the whole body within
+        // `body_deadline` (a video upload within `upload_deadline`).
+        .layer(axum::middleware::map_request(
+            move |req: axum::extract::Request| async move {
+                let long = req.method() == axum::http::Method::POST
+                    && req.uri().path().ends_with("/videos");
+                let (parts, body) = req.into_parts();
+                let body = tower_http::timeout::TimeoutBody::new(idle, body);
+                let body = tower_http::timeout::DeadlineBody::new(
+                    if long { upload } else { deadline },
+                    body,
+                );
+                axum::extract::Request::from_parts(parts, axum::body::Body::new(body))
+            },
+        ))
+        // Request spans carry the method and path only (never headers: tokens stay out of logs).
+        .layer(
+            TraceLayer::new_for_http().make_span_with(|req: &axum::http::Request<_>| {
+                tracing::debug_span!(
+                    "request",
+                    method = %req.method(),
+                    path = %redacted_path(req.uri().path()),
+                )
+            }),
+        )
         .with_state(state)
+}
+
+/// A request path fit for logs: every path segment that could be a secret (a tracking, intake
+/// or sign-in token: long, or hex of 16+ characters) is replaced by `{token}`, and the query
+/// string (the inbound-email webhook's `?token=`) is left out.
+pub fn redacted_path(path: &str) -> String {
+    path.split('/')
+        .map(|seg| {
+            let secret = seg.len() > 40
+                || (seg.len() >= 16
+                    && seg
+                        .trim_end_matches(".gif")
+                        .bytes()
+                        .all(|b| b.is_ascii_hexdigit()));
+            if secret { "{token}" } else { seg }
+        })
+        .collect::<Vec<_>>()
+        .join("/")
 }
 
 async fn healthz(axum::extract::State(state): axum::extract::State<AppState>) -> impl IntoResponse {
@@ -111,44 +158,89 @@ async fn metrics(axum::extract::State(state): axum::extract::State<AppState>) ->
 }
 
 /// Serves the app on `listener` until `shutdown` resolves (tests pass a port-0 listener).
+///
+/// One HTTP/1.1 connection per task (hyper), so that slow clients are cut off: the request
+/// line and headers must arrive within `Limits::header_read` (else the connection is closed
+/// with `408`), and bodies obey `Limits::body_idle` / `body_deadline` (see [`router`]).
 pub async fn launch_with_tcp_listener(
     listener: TcpListener,
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    use hyper_util::rt::{TokioIo, TokioTimer};
     // Other processes' notifications reach this process's streams (PostgreSQL).
     if let Err(e) = state.engine.start_listening().await {
         tracing::warn!(error = %e, "cannot listen for other processes' notifications");
     }
     let engine = state.engine.clone();
+    let header_read = state.limits.header_read;
     let app = router(state);
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(TokioTimer::new())
+        .header_read_timeout(header_read)
+        .keep_alive(true);
+    // Each connection holds a sender: when every one is gone, every connection has ended.
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let (open_tx, mut open_rx) = tokio::sync::mpsc::channel::<()>(1);
+    tokio::pin!(shutdown);
+    loop {
+        let (stream, addr) = tokio::select! {
+            _ = &mut shutdown => break,
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    // Out of file descriptors and the like: wait a little, keep serving.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let _ = stream.set_nodelay(true);
+        // Connect info gives handlers the client address (per-IP rate limits, consents).
+        let svc = tower::ServiceExt::map_request(
+            app.clone(),
+            move |mut req: axum::http::Request<hyper::body::Incoming>| {
+                req.extensions_mut()
+                    .insert(axum::extract::ConnectInfo(addr));
+                req
+            },
+        );
+        let svc = hyper_util::service::TowerToHyperService::new(svc);
+        let conn = http
+            .serve_connection(TokioIo::new(stream), svc)
+            .with_upgrades();
+        let mut stop = stop_rx.clone();
+        let open = open_tx.clone();
+        tokio::spawn(async move {
+            let _open = open;
+            tokio::pin!(conn);
+            tokio::select! {
+                r = conn.as_mut() => {
+                    if let Err(e) = r {
+                        tracing::debug!(error = %e, "connection ended with an error");
+                    }
+                }
+                _ = async { let _ = stop.wait_for(|s| *s).await; } => {
+                    conn.as_mut().graceful_shutdown();
+                    let _ = conn.await;
+                }
+            }
+        });
+    }
     // On shutdown: stop accepting, end the notification streams, let requests in flight
     // finish; whatever is still open after the grace period is dropped.
-    let (began_tx, began) = tokio::sync::oneshot::channel::<()>();
-    // Connect info gives handlers the client address (per-IP rate limits, consent records).
-    let server = axum::serve(
-        listener,
-        app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
-    )
-    .with_graceful_shutdown(async move {
-        shutdown.await;
-        engine.close();
-        let _ = began_tx.send(());
-    })
-    .into_future();
-    tokio::pin!(server);
-    tokio::select! {
-        r = &mut server => r,
-        _ = async {
-            match began.await {
-                Ok(()) => tokio::time::sleep(SHUTDOWN_GRACE).await,
-                Err(_) => std::future::pending::<()>().await,
-            }
-        } => {
-            tracing::warn!("requests still open {SHUTDOWN_GRACE:?} after shutdown began; closing them");
-            Ok(())
-        }
+    drop(listener);
+    engine.close();
+    let _ = stop_tx.send(true);
+    drop(open_tx);
+    if tokio::time::timeout(SHUTDOWN_GRACE, open_rx.recv())
+        .await
+        .is_err()
+    {
+        tracing::warn!("requests still open {SHUTDOWN_GRACE:?} after shutdown began; closing them");
     }
+    Ok(())
 }
 
 /// How long a graceful shutdown waits for requests in flight.

@@ -86,6 +86,7 @@ impl TestApp {
             dir,
             Config::default(),
             Arc::new(relentless_engine::channels::Router::outbox()),
+            Default::default(),
         )
         .await
     }
@@ -95,6 +96,26 @@ impl TestApp {
         config: Config,
         channel: Arc<dyn relentless_engine::channels::Channel>,
     ) -> TestApp {
+        Self::spawn_full(backend, config, channel, Default::default()).await
+    }
+
+    /// With limits of the test's choosing (short timeouts, a higher failure allowance).
+    pub async fn spawn_limited(config: Config, limits: relentless_web::limits::Limits) -> TestApp {
+        Self::spawn_full(
+            Backend::from_env(),
+            config,
+            Arc::new(relentless_engine::channels::Router::outbox()),
+            limits,
+        )
+        .await
+    }
+
+    pub async fn spawn_full(
+        backend: Backend,
+        config: Config,
+        channel: Arc<dyn relentless_engine::channels::Channel>,
+        limits: relentless_web::limits::Limits,
+    ) -> TestApp {
         let dir = Arc::new(tempfile::tempdir().unwrap());
         let (url, db) = match backend {
             Backend::Sqlite => (format!("sqlite://{}/test.db", dir.path().display()), None),
@@ -103,7 +124,7 @@ impl TestApp {
                 (db.url().to_string(), Some(Arc::new(db)))
             }
         };
-        let app = Self::start(backend, url, db, dir, config, channel).await;
+        let app = Self::start(backend, url, db, dir, config, channel, limits).await;
         let (_, admin) = app
             .engine
             .init(InitInput {
@@ -133,6 +154,7 @@ impl TestApp {
             self._dir.clone(),
             (*self.engine.config).clone(),
             self.engine.channel.clone(),
+            Default::default(),
         )
         .await;
         TestApp {
@@ -148,6 +170,7 @@ impl TestApp {
         dir: Arc<tempfile::TempDir>,
         mut config: Config,
         channel: Arc<dyn relentless_engine::channels::Channel>,
+        limits: relentless_web::limits::Limits,
     ) -> TestApp {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
@@ -166,7 +189,8 @@ impl TestApp {
         tokio::spawn(Dispatcher::new(engine.clone()).run(async move {
             let _ = r1.wait_for(|s| *s).await;
         }));
-        let state = relentless_web::AppState::new(engine.clone());
+        let mut state = relentless_web::AppState::new(engine.clone());
+        state.limits = Arc::new(limits);
         let mut r2 = rx;
         tokio::spawn(relentless_web::launch_with_tcp_listener(
             listener,

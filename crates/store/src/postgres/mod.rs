@@ -1791,6 +1791,17 @@ impl Tx for PgTx {
         .await?)
     }
 
+    async fn rate_count(&mut self, key: &str, window_start: Millis) -> Result<i64> {
+        Ok(sqlx::query_scalar::<_, i64>(
+            "SELECT hits FROM rate_limits WHERE key = $1 AND window_start = $2",
+        )
+        .bind(key)
+        .bind(window_start)
+        .fetch_optional(&mut *self.tx)
+        .await?
+        .unwrap_or(0))
+    }
+
     async fn rate_prune(&mut self, before: Millis) -> Result<()> {
         sqlx::query("DELETE FROM rate_limits WHERE window_start < $1")
             .bind(before)

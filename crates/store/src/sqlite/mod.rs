@@ -1554,6 +1554,17 @@ impl Tx for SqliteTx {
         .await?)
     }
 
+    async fn rate_count(&mut self, key: &str, window_start: Millis) -> Result<i64> {
+        Ok(sqlx::query_scalar::<_, i64>(
+            "SELECT hits FROM rate_limits WHERE key = ? AND window_start = ?",
+        )
+        .bind(key)
+        .bind(window_start)
+        .fetch_optional(&mut *self.tx)
+        .await?
+        .unwrap_or(0))
+    }
+
     async fn rate_prune(&mut self, before: Millis) -> Result<()> {
         sqlx::query("DELETE FROM rate_limits WHERE window_start < ?")
             .bind(before)

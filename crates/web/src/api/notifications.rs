@@ -1,6 +1,7 @@
 //! `GET /api/v1/notifications/stream`: Server-Sent Events for the token's user. Every
 //! notification is stored before it is published, so its id increases per user, survives
-//! restarts, and a client that reconnects with `Last-Event-ID` gets what it missed.
+//! restarts, and a client that reconnects with `Last-Event-ID` gets what it missed. A user
+//! may have `Limits::sse_per_user` streams open at once (8); one more gets 429.
 
 use crate::AppState;
 use crate::auth::CurrentUser;
@@ -39,8 +40,10 @@ pub async fn stream(
     user: CurrentUser,
     headers: HeaderMap,
     Query(q): Query<StreamQuery>,
-) -> impl IntoResponse {
+) -> Result<axum::response::Response, crate::error::ApiError> {
     let user_id = user.0.id;
+    // At most `sse_per_user` streams per user: the slot is given back when the stream ends.
+    let slot = state.limits.open_stream(user_id)?;
     // The header is what a reconnecting EventSource sends; the query parameter lets the web
     // app resume where the previous page left off when the agent moves between pages.
     let last: i64 = headers
@@ -78,12 +81,16 @@ pub async fn stream(
             }))
             // The stream ends when the process shuts down; the client reconnects elsewhere with
             // Last-Event-ID and loses nothing.
-            .take_until(state.engine.closed()),
+            .take_until(state.engine.closed())
+            .map(move |e| {
+                let _held = &slot;
+                e
+            }),
     );
     let mut res = Sse::new(s)
         .keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
         .into_response();
     res.headers_mut()
         .insert("x-accel-buffering", "no".parse().expect("static header"));
-    res
+    Ok(res)
 }

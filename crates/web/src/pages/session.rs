@@ -4,9 +4,9 @@
 
 use super::render;
 use crate::AppState;
+use crate::auth::ClientIp;
 use crate::auth::{SESSION_COOKIE, cookie, same_secret, session_user};
 use crate::error::ApiError;
-use crate::limits::ClientIp;
 use askama::Template;
 use axum::extract::{Form, Query, State};
 use axum::http::{HeaderMap, HeaderValue, header};
@@ -150,7 +150,7 @@ pub async fn login(
             "This form expired. Please sign in again.",
         );
     }
-    let ip = ip.unwrap_or_default();
+    let ip = ip.map(|i| i.to_string()).unwrap_or_default();
     let email_key = f.email.trim().to_lowercase();
     for (key, n) in [
         (format!("login-ip:{ip}"), LOGINS_PER_IP),

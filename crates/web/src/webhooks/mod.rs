@@ -4,6 +4,7 @@
 //! - Inbound email (`/webhooks/email/inbound?token=`): the reply token, else 404.
 
 use crate::AppState;
+use crate::auth::ClientIp;
 use crate::error::{ApiError, ApiResult};
 use axum::Router;
 use axum::body::Bytes;
@@ -27,13 +28,20 @@ pub fn routes() -> Router<AppState> {
         .route("/webhooks/email/inbound", post(email_inbound))
 }
 
-/// Parses a form body and checks Twilio's signature against the configured public URL.
-fn twilio_form(
+/// Parses a form body and checks Twilio's signature against the configured public URL. An
+/// address that sent too many bad signatures this minute is refused (429) before the check;
+/// each bad signature counts.
+async fn twilio_form(
     state: &AppState,
+    ip: Option<std::net::IpAddr>,
     uri: &Uri,
     headers: &HeaderMap,
     body: &[u8],
 ) -> ApiResult<Vec<(String, String)>> {
+    state
+        .limits
+        .refuse_failing_ip(&state.engine.store, ip)
+        .await?;
     let params: Vec<(String, String)> = relentless_core::twilio::parse_form(body)
         .ok_or_else(|| ApiError::bad_request("the body is not form data"))?;
     let Some(auth) = state.engine.config.twilio_auth_token.as_deref() else {
@@ -54,6 +62,10 @@ fn twilio_form(
         .unwrap_or("");
     if !relentless_core::twilio::verify(auth, &url, &params, sig) {
         tracing::warn!("Twilio webhook with a missing or wrong signature refused");
+        state
+            .limits
+            .failed_credential(&state.engine.store, ip)
+            .await;
         return Err(ApiError::forbidden("bad X-Twilio-Signature"));
     }
     Ok(params)
@@ -87,11 +99,12 @@ fn xml_escape(s: &str) -> String {
 
 async fn twilio_sms(
     State(state): State<AppState>,
+    ClientIp(ip): ClientIp,
     uri: Uri,
     headers: HeaderMap,
     body: Bytes,
 ) -> ApiResult<Response> {
-    let params = twilio_form(&state, &uri, &headers, &body)?;
+    let params = twilio_form(&state, ip, &uri, &headers, &body).await?;
     let from = param(&params, "From").ok_or_else(|| ApiError::field("From", "is required"))?;
     let text = param(&params, "Body").unwrap_or("");
     let sid = param(&params, "MessageSid")
@@ -103,11 +116,12 @@ async fn twilio_sms(
 
 async fn twilio_status(
     State(state): State<AppState>,
+    ClientIp(ip): ClientIp,
     uri: Uri,
     headers: HeaderMap,
     body: Bytes,
 ) -> ApiResult<StatusCode> {
-    let params = twilio_form(&state, &uri, &headers, &body)?;
+    let params = twilio_form(&state, ip, &uri, &headers, &body).await?;
     let sid =
         param(&params, "MessageSid").ok_or_else(|| ApiError::field("MessageSid", "is required"))?;
     let status = param(&params, "MessageStatus")
@@ -127,9 +141,14 @@ struct TokenQuery {
 
 async fn email_inbound(
     State(state): State<AppState>,
+    ClientIp(ip): ClientIp,
     Query(q): Query<TokenQuery>,
     body: Bytes,
 ) -> ApiResult<StatusCode> {
+    state
+        .limits
+        .refuse_failing_ip(&state.engine.store, ip)
+        .await?;
     let expected = state.engine.config.inbound_email_token.as_deref();
     let given = q.token.as_deref().unwrap_or("");
     // Constant-time comparison: the token is the only thing guarding this webhook.
@@ -156,5 +175,9 @@ async fn email_inbound(
             Err(e) => return Err(e.into()),
         }
     }
+    state
+        .limits
+        .failed_credential(&state.engine.store, ip)
+        .await;
     Err(ApiError::not_found())
 }
