@@ -120,8 +120,15 @@ pub fn phone(input: &str, default_region: &str) -> Result<String, String> {
         return Err(format!("phone number '{t}' has the wrong number of digits"));
     }
     match parse_phone(international, &digits, region) {
-        Some((e164, true)) => Ok(e164),
-        Some((_, false)) => Err(format!(
+        // The stored form must validate to itself: a number whose national part has a leading
+        // zero the metadata ignores (`+47 0906…`) would otherwise be stored as a different,
+        // invalid number (found by the `validate` fuzz target).
+        Some((e164, true))
+            if parse_phone(true, &e164[1..], region).as_ref() == Some(&(e164.clone(), true)) =>
+        {
+            Ok(e164)
+        }
+        Some(_) => Err(format!(
             "phone number '{t}' is not a valid number (region {})",
             region.as_ref()
         )),
@@ -299,6 +306,17 @@ pub fn region_code(s: &str) -> Result<String, String> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_valid_phone_revalidates_unchanged() {
+        // Found by the `validate` fuzz target: accepted, then refused in its stored form.
+        for (input, region) in [("+4 7 0906 09049", "BR"), ("+47 90609049", "US"), ("(512) 555-0134", "US")] {
+            if let Ok(e164) = phone(input, region) {
+                assert_eq!(phone(&e164, region), Ok(e164.clone()), "{input} in {region}");
+            }
+        }
+        assert_eq!(phone("+47 90609049", "US"), Ok("+4790609049".to_string()));
+    }
+
     use super::*;
     use proptest::prelude::*;
 
