@@ -309,9 +309,17 @@ mod tests {
     #[test]
     fn a_valid_phone_revalidates_unchanged() {
         // Found by the `validate` fuzz target: accepted, then refused in its stored form.
-        for (input, region) in [("+4 7 0906 09049", "BR"), ("+47 90609049", "US"), ("(512) 555-0134", "US")] {
+        for (input, region) in [
+            ("+4 7 0906 09049", "BR"),
+            ("+47 90609049", "US"),
+            ("(512) 555-0134", "US"),
+        ] {
             if let Ok(e164) = phone(input, region) {
-                assert_eq!(phone(&e164, region), Ok(e164.clone()), "{input} in {region}");
+                assert_eq!(
+                    phone(&e164, region),
+                    Ok(e164.clone()),
+                    "{input} in {region}"
+                );
             }
         }
         assert_eq!(phone("+47 90609049", "US"), Ok("+4790609049".to_string()));

@@ -108,6 +108,7 @@ both!(
     racing_dispatchers_send_each_touch_once,
     killed_between_claim_and_send_becomes_uncertain_not_resent,
     a_touch_still_within_its_lease_is_left_alone,
+    one_batch_records_each_touch_by_its_own_rules,
 );
 
 /// Leads in a plan of emails due now (email is never held by the window, so the test does not
@@ -336,4 +337,240 @@ async fn a_dispatcher_with_a_backlog_stops_between_batches() {
         total - sent,
         "the rest is still due, none of it stranded in `sending`"
     );
+}
+
+/// A plan of `steps` steps, all due at the start, on `channel` with `template`.
+async fn plan_of(e: &Engine, slug: &str, channel: &str, template: &str, steps: usize) {
+    let step = format!("[[steps]]\nafter='+0m'\nchannel='{channel}'\ntemplate='{template}'\n");
+    let mut tx = e.store.write().await.unwrap();
+    tx.plan_save(&relentless_store::PlanRow {
+        slug: slug.into(),
+        name: slug.into(),
+        version: 1,
+        source: format!("slug='{slug}'\nname='{slug}'\n{}", step.repeat(steps)),
+        updated_at: now_ms(),
+    })
+    .await
+    .unwrap();
+    tx.commit().await.unwrap();
+}
+
+/// A fixed-offset zone whose local hour now is in `hours` (offsets span 25 hours, so one
+/// always exists for a range of 3 hours or more).
+fn zone_where(hours: std::ops::RangeInclusive<i8>) -> String {
+    (-14..=12)
+        .map(|h: i32| match h {
+            0 => "Etc/GMT".to_string(),
+            h if h < 0 => format!("Etc/GMT{h}"),
+            h => format!("Etc/GMT+{h}"),
+        })
+        .find(|z| hours.contains(&jiff::Timestamp::now().in_tz(z).unwrap().hour()))
+        .unwrap()
+}
+
+/// One batch mixing every outcome: each touch is recorded by its own lead's rules, whatever
+/// the others in the batch do (texts sent and numbered, a text held for the window, a text to
+/// a lead who opted out after it was planned, an email with its tracking, a call task with its
+/// agent's notification).
+async fn one_batch_records_each_touch_by_its_own_rules(backend: Backend) {
+    use relentless_core::types::{EventKind, TouchStatus};
+    let (_db, es) = engines(backend, 1, 60_000).await;
+    let e = &es[0];
+    plan_of(e, "two-texts", "text", "r21-d1-text", 2).await;
+    plan_of(e, "one-text", "text", "r21-d1-text", 1).await;
+    plan_of(e, "one-email", "email", "r21-d2-email", 1).await;
+    plan_of(e, "one-call", "call", "r21-d1-call", 1).await;
+    let day = zone_where(10..=17);
+    let night = zone_where(1..=5);
+    let lead = |phone: &str, email: Option<&str>, zone: &str| LeadInput {
+        phone: Some(Some(phone.into())),
+        email: Some(email.map(String::from)),
+        timezone: Some(zone.into()),
+        ..Default::default()
+    };
+    let mut ids = vec![];
+    for (input, plan) in [
+        (lead("+15125550101", None, &day), "two-texts"),
+        (lead("+15125550102", None, &night), "one-text"),
+        (lead("+15125550103", None, &day), "one-text"),
+        (
+            lead("+15125550104", Some("mail@example.com"), &day),
+            "one-email",
+        ),
+        (lead("+15125550105", None, &day), "one-call"),
+    ] {
+        let l = e
+            .create_lead(None, input, Origin::Import, Some(plan))
+            .await
+            .unwrap()
+            .lead;
+        ids.push(l.id);
+    }
+    let [texted, sleeping, opted_out, mailed, called] = ids[..] else {
+        unreachable!()
+    };
+    let mut tx = e.store.write().await.unwrap();
+    // The night lead's text was laid out at the next window opening: make it due now, as a
+    // touch claimed late would be (the server was down overnight).
+    let t = tx
+        .touches_for_lead(sleeping)
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|t| t.plan != "nurture")
+        .unwrap();
+    tx.touch_reschedule(t.id, now_ms() - 1_000, "")
+        .await
+        .unwrap();
+    // The lead opts out of texts after its text was planned, before it is sent.
+    let mut l = tx.lead(opted_out).await.unwrap().unwrap();
+    l.sms_opt_out = true;
+    tx.lead_save(&l).await.unwrap();
+    tx.commit().await.unwrap();
+
+    let report = Dispatcher::new(e.clone()).tick().await.unwrap();
+    assert_eq!(
+        report.claimed, 6,
+        "every due touch in one batch: {report:?}"
+    );
+    assert_eq!(
+        (report.sent, report.tasks, report.skipped),
+        (3, 1, 1),
+        "{report:?}"
+    );
+
+    let mut tx = e.store.read().await.unwrap();
+    let outbox = tx.outbox(None, None, 100).await.unwrap();
+    let sent_to = |lead: i64| outbox.iter().filter(|m| m.lead_id == Some(lead)).count();
+
+    // The plan ran out below 8 attempts, so nurture continues (SPEC §5.6): look at the plan's
+    // own touches.
+    let all = tx.touches_for_lead(texted).await.unwrap();
+    assert!(
+        all.iter().any(|t| t.plan == "nurture"),
+        "the floor keeps going"
+    );
+    let two: Vec<_> = all.into_iter().filter(|t| t.plan == "two-texts").collect();
+    assert!(two.iter().all(|t| t.status == TouchStatus::Sent), "{two:?}");
+    let mut attempts: Vec<_> = two.iter().map(|t| t.attempt).collect();
+    attempts.sort();
+    assert_eq!(attempts, vec![Some(1), Some(2)], "numbered in order");
+    assert_eq!(tx.lead(texted).await.unwrap().unwrap().attempts, 2);
+    assert_eq!(sent_to(texted), 2);
+
+    let held = tx
+        .touches_for_lead(sleeping)
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|t| t.plan != "nurture")
+        .unwrap();
+    assert_eq!(held.status, TouchStatus::Scheduled, "{held:?}");
+    assert!(
+        held.due_at > now_ms(),
+        "moved to the window's next opening: {held:?}"
+    );
+    assert!(
+        held.reason
+            .as_deref()
+            .unwrap_or("")
+            .contains("sending window"),
+        "{held:?}"
+    );
+    assert_eq!(sent_to(sleeping), 0, "nothing texted at night");
+    assert_eq!(tx.lead(sleeping).await.unwrap().unwrap().attempts, 0);
+
+    let skipped = tx
+        .touches_for_lead(opted_out)
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|t| t.plan != "nurture")
+        .unwrap();
+    assert_eq!(skipped.status, TouchStatus::Skipped, "{skipped:?}");
+    assert!(
+        skipped
+            .reason
+            .as_deref()
+            .unwrap_or("")
+            .contains("opted out"),
+        "{skipped:?}"
+    );
+    assert_eq!(sent_to(opted_out), 0, "no text after an opt-out");
+    assert_eq!(tx.lead(opted_out).await.unwrap().unwrap().attempts, 0);
+
+    let mail = tx
+        .touches_for_lead(mailed)
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|t| t.plan != "nurture")
+        .unwrap();
+    assert_eq!(mail.status, TouchStatus::Sent, "{mail:?}");
+    assert_eq!(mail.attempt, Some(1));
+    assert_eq!(sent_to(mailed), 1);
+    let domain = e
+        .config
+        .email_from
+        .rsplit_once('@')
+        .unwrap()
+        .1
+        .trim_end_matches('>');
+    let mid = relentless_engine::channels::email::compose::message_id(
+        mail.id,
+        &e.config.public_url,
+        domain,
+    );
+    assert_eq!(
+        tx.touch_by_message_id(&mid).await.unwrap().map(|t| t.id),
+        Some(mail.id),
+        "a reply to the email finds its touch"
+    );
+    let body = &outbox
+        .iter()
+        .find(|m| m.lead_id == Some(mailed))
+        .unwrap()
+        .body;
+    let token = body
+        .split("/u/")
+        .nth(1)
+        .and_then(|r| {
+            r.split(|c: char| !c.is_ascii_alphanumeric() && c != '-' && c != '_')
+                .next()
+        })
+        .expect("an unsubscribe link in the email");
+    assert_eq!(
+        tx.tracking(token).await.unwrap().map(|t| t.touch_id),
+        Some(Some(mail.id)),
+        "its tracking token was stored"
+    );
+
+    let call = tx
+        .touches_for_lead(called)
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|t| t.plan != "nurture")
+        .unwrap();
+    assert_eq!(
+        call.status,
+        TouchStatus::Scheduled,
+        "a task step waits for its task"
+    );
+    let task = tx
+        .task(call.task_id.expect("linked to its task"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((task.lead_id, task.touch_id), (called, Some(call.id)));
+    let agent = tx.lead(called).await.unwrap().unwrap().assigned_to.unwrap();
+    assert_eq!(task.assignee_id, Some(agent));
+    let alerts = tx.notifications_after(agent, 0, 100).await.unwrap();
+    assert!(
+        alerts
+            .iter()
+            .any(|n| n.event == EventKind::TaskDue.as_str() && n.lead_id == Some(called)),
+        "the agent is told the call is due: {alerts:?}"
+    );
+    assert_eq!(sent_to(called), 0);
 }

@@ -281,6 +281,21 @@ pub trait Tx: Send {
     async fn touches_record(&mut self, results: &[TouchResult], now: Millis) -> Result<()>;
     /// Links a due task step to its task (the touch stays `scheduled` until the task is done).
     async fn touch_set_task(&mut self, touch_id: i64, task_id: i64) -> Result<()>;
+    /// The dispatcher's batch of due task steps: inserts every task and links each one's touch
+    /// to it, as [`Tx::task_insert`] + [`Tx::touch_set_task`] would. Tasks without a
+    /// `touch_id` are only inserted. Returns the new task ids in the order given. Backends do
+    /// it in a few statements for the whole batch.
+    async fn touch_tasks_insert(&mut self, tasks: &[NewTask], now: Millis) -> Result<Vec<i64>> {
+        let mut ids = Vec::with_capacity(tasks.len());
+        for t in tasks {
+            let id = self.task_insert(t, now).await?;
+            if let Some(touch_id) = t.touch_id {
+                self.touch_set_task(touch_id, id).await?;
+            }
+            ids.push(id);
+        }
+        Ok(ids)
+    }
     /// `sending` touches whose lease ran out become `uncertain`; returns them.
     async fn touches_expire_sending(&mut self, now: Millis) -> Result<Vec<Touch>>;
     async fn next_due_at(&mut self) -> Result<Option<Millis>>;
@@ -346,6 +361,15 @@ pub trait Tx: Send {
         limit: i64,
     ) -> Result<Vec<OutboxMessage>>;
     async fn notification_insert(&mut self, n: &NewNotification) -> Result<i64>;
+    /// Many notifications at once; returns their ids in the order given (ids increase in that
+    /// order, as if inserted one by one).
+    async fn notifications_insert(&mut self, all: &[NewNotification]) -> Result<Vec<i64>> {
+        let mut ids = Vec::with_capacity(all.len());
+        for n in all {
+            ids.push(self.notification_insert(n).await?);
+        }
+        Ok(ids)
+    }
     async fn notifications_after(
         &mut self,
         user_id: i64,
@@ -367,6 +391,13 @@ pub trait Tx: Send {
 
     // channels
     async fn tracking_insert(&mut self, t: &Tracking) -> Result<()>;
+    /// Many tracking tokens at once (the dispatcher's emails of one batch).
+    async fn tracking_insert_many(&mut self, all: &[Tracking]) -> Result<()> {
+        for t in all {
+            self.tracking_insert(t).await?;
+        }
+        Ok(())
+    }
     async fn tracking(&mut self, token: &str) -> Result<Option<Tracking>>;
     /// Counts an open or a click on a token.
     async fn tracking_hit(&mut self, token: &str, click: bool) -> Result<()>;
@@ -384,6 +415,13 @@ pub trait Tx: Send {
     async fn touch_by_provider_id(&mut self, provider_id: &str) -> Result<Option<Touch>>;
     async fn touch_by_message_id(&mut self, message_id: &str) -> Result<Option<Touch>>;
     async fn touch_set_message_id(&mut self, touch_id: i64, message_id: &str) -> Result<()>;
+    /// Many `(touch_id, message_id)` at once.
+    async fn touches_set_message_ids(&mut self, all: &[(i64, String)]) -> Result<()> {
+        for (touch_id, mid) in all {
+            self.touch_set_message_id(*touch_id, mid).await?;
+        }
+        Ok(())
+    }
     async fn touch_set_delivery(
         &mut self,
         touch_id: i64,

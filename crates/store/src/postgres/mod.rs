@@ -1086,27 +1086,36 @@ impl Tx for PgTx {
     }
 
     async fn touches_record(&mut self, results: &[TouchResult], now: Millis) -> Result<()> {
-        // One attempts update per lead, in lead id order whatever the batch's order: two
+        // The batch's leads are locked in id order first, whatever the batch's order: two
         // workers recording batches that share leads lock them in the same order and cannot
-        // deadlock. The lead's new count numbers its touches' attempts, in batch order.
+        // deadlock. Then one statement bumps every lead's attempts; the lead's new count
+        // numbers its touches' attempts, in batch order.
         let mut per_lead: std::collections::BTreeMap<i64, i64> = Default::default();
         for r in results.iter().filter(|r| r.attempt) {
             *per_lead.entry(r.lead_id).or_default() += 1;
         }
         let mut next_attempt: std::collections::HashMap<i64, i64> = Default::default();
-        for (lead_id, n) in &per_lead {
-            let total: i64 = sqlx::query_scalar(
-                "UPDATE leads SET attempts = attempts + $1, last_touch_at = $2, first_attempt_at = COALESCE(first_attempt_at, $2),
-                   stage = CASE WHEN stage = 'new' THEN 'attempting' ELSE stage END, updated_at = $2
-                 WHERE id = $3 RETURNING attempts",
+        if !per_lead.is_empty() {
+            let ids: Vec<i64> = per_lead.keys().copied().collect();
+            let ns: Vec<i64> = per_lead.values().copied().collect();
+            sqlx::query("SELECT id FROM leads WHERE id = ANY($1) ORDER BY id FOR UPDATE")
+                .bind(&ids)
+                .execute(&mut *self.tx)
+                .await?;
+            let totals: Vec<(i64, i64)> = sqlx::query_as(
+                "UPDATE leads SET attempts = attempts + v.n, last_touch_at = $3, first_attempt_at = COALESCE(first_attempt_at, $3),
+                   stage = CASE WHEN stage = 'new' THEN 'attempting' ELSE stage END, updated_at = $3
+                 FROM unnest($1::BIGINT[], $2::BIGINT[]) AS v(lid, n)
+                 WHERE leads.id = v.lid RETURNING leads.id, leads.attempts",
             )
-            .bind(n)
+            .bind(&ids)
+            .bind(&ns)
             .bind(now)
-            .bind(lead_id)
-            .fetch_optional(&mut *self.tx)
-            .await?
-            .unwrap_or(*n);
-            next_attempt.insert(*lead_id, total - n + 1);
+            .fetch_all(&mut *self.tx)
+            .await?;
+            for (lead_id, total) in totals {
+                next_attempt.insert(lead_id, total - per_lead[&lead_id] + 1);
+            }
         }
         // Every touch of the batch in one statement: UPDATE … FROM unnest(arrays).
         let mut cols = RecordColumns::default();
@@ -1159,6 +1168,44 @@ impl Tx for PgTx {
             .execute(&mut *self.tx)
             .await?;
         Ok(())
+    }
+
+    async fn touch_tasks_insert(&mut self, tasks: &[NewTask], now: Millis) -> Result<Vec<i64>> {
+        if tasks.is_empty() {
+            return Ok(vec![]);
+        }
+        // Ids come from the sequence in the order the rows are inserted (ORDER BY ord).
+        let mut ids: Vec<i64> = sqlx::query_scalar(
+            "INSERT INTO tasks (lead_id, touch_id, assignee_id, kind, due_at, script, voicemail, created_at)
+             SELECT l, t, a, k, d, s, v, $8 FROM unnest($1::BIGINT[], $2::BIGINT[], $3::BIGINT[], $4::TEXT[], $5::BIGINT[], $6::TEXT[], $7::TEXT[])
+               WITH ORDINALITY AS x(l, t, a, k, d, s, v, ord) ORDER BY ord
+             RETURNING id",
+        )
+        .bind(tasks.iter().map(|t| t.lead_id).collect::<Vec<_>>())
+        .bind(tasks.iter().map(|t| t.touch_id).collect::<Vec<_>>())
+        .bind(tasks.iter().map(|t| t.assignee_id).collect::<Vec<_>>())
+        .bind(tasks.iter().map(|t| t.kind.as_str().to_string()).collect::<Vec<_>>())
+        .bind(tasks.iter().map(|t| t.due_at).collect::<Vec<_>>())
+        .bind(tasks.iter().map(|t| t.script.clone()).collect::<Vec<_>>())
+        .bind(tasks.iter().map(|t| t.voicemail.clone()).collect::<Vec<_>>())
+        .bind(now)
+        .fetch_all(&mut *self.tx)
+        .await?;
+        ids.sort_unstable();
+        let (touch_ids, task_ids): (Vec<i64>, Vec<i64>) = tasks
+            .iter()
+            .zip(&ids)
+            .filter_map(|(t, id)| t.touch_id.map(|tid| (tid, *id)))
+            .unzip();
+        sqlx::query(
+            "UPDATE touches SET task_id = v.task_id, status = 'scheduled', claimed_by = NULL, lease_until = NULL
+             FROM unnest($1::BIGINT[], $2::BIGINT[]) AS v(tid, task_id) WHERE touches.id = v.tid",
+        )
+        .bind(&touch_ids)
+        .bind(&task_ids)
+        .execute(&mut *self.tx)
+        .await?;
+        Ok(ids)
     }
 
     async fn touches_expire_sending(&mut self, now: Millis) -> Result<Vec<Touch>> {
@@ -1459,6 +1506,37 @@ impl Tx for PgTx {
         Ok(id)
     }
 
+    async fn notifications_insert(&mut self, all: &[NewNotification]) -> Result<Vec<i64>> {
+        if all.is_empty() {
+            return Ok(vec![]);
+        }
+        // Ids come from the sequence in the order the rows are inserted (ORDER BY ord).
+        let mut ids: Vec<i64> = sqlx::query_scalar(
+            "INSERT INTO notifications (user_id, event, lead_id, lead_name, kind, at, detail)
+             SELECT u, e, l, n, k, a, d FROM unnest($1::BIGINT[], $2::TEXT[], $3::BIGINT[], $4::TEXT[], $5::TEXT[], $6::BIGINT[], $7::TEXT[])
+               WITH ORDINALITY AS x(u, e, l, n, k, a, d, ord) ORDER BY ord
+             RETURNING id",
+        )
+        .bind(all.iter().map(|n| n.user_id).collect::<Vec<_>>())
+        .bind(all.iter().map(|n| n.event.as_str().to_string()).collect::<Vec<_>>())
+        .bind(all.iter().map(|n| n.lead_id).collect::<Vec<_>>())
+        .bind(all.iter().map(|n| n.lead_name.clone()).collect::<Vec<_>>())
+        .bind(all.iter().map(|n| n.kind.clone()).collect::<Vec<_>>())
+        .bind(all.iter().map(|n| n.at).collect::<Vec<_>>())
+        .bind(all.iter().map(|n| n.detail.clone()).collect::<Vec<_>>())
+        .fetch_all(&mut *self.tx)
+        .await?;
+        ids.sort_unstable();
+        // Every other process loads them and publishes them to its own streams, once committed.
+        sqlx::query("SELECT pg_notify($1, $2 || ':' || x) FROM unnest($3::BIGINT[]) AS x")
+            .bind(EVENTS_CHANNEL)
+            .bind(&self.origin)
+            .bind(&ids)
+            .execute(&mut *self.tx)
+            .await?;
+        Ok(ids)
+    }
+
     async fn notifications_after(
         &mut self,
         user_id: i64,
@@ -1518,6 +1596,32 @@ impl Tx for PgTx {
             .bind(t.created_at)
             .execute(&mut *self.tx)
             .await?;
+        Ok(())
+    }
+
+    async fn tracking_insert_many(&mut self, all: &[Tracking]) -> Result<()> {
+        if all.is_empty() {
+            return Ok(());
+        }
+        sqlx::query(
+            "INSERT INTO tracking (token, kind, lead_id, touch_id, links, video_id, created_at)
+             SELECT t, k, l, tid, lk::JSONB, v, c
+             FROM unnest($1::TEXT[], $2::TEXT[], $3::BIGINT[], $4::BIGINT[], $5::TEXT[], $6::BIGINT[], $7::BIGINT[])
+               AS x(t, k, l, tid, lk, v, c)",
+        )
+        .bind(all.iter().map(|t| t.token.clone()).collect::<Vec<_>>())
+        .bind(all.iter().map(|t| t.kind.clone()).collect::<Vec<_>>())
+        .bind(all.iter().map(|t| t.lead_id).collect::<Vec<_>>())
+        .bind(all.iter().map(|t| t.touch_id).collect::<Vec<_>>())
+        .bind(
+            all.iter()
+                .map(|t| serde_json::to_string(&t.links).unwrap_or_else(|_| "[]".into()))
+                .collect::<Vec<_>>(),
+        )
+        .bind(all.iter().map(|t| t.video_id).collect::<Vec<_>>())
+        .bind(all.iter().map(|t| t.created_at).collect::<Vec<_>>())
+        .execute(&mut *self.tx)
+        .await?;
         Ok(())
     }
 
@@ -1589,6 +1693,21 @@ impl Tx for PgTx {
             .bind(touch_id)
             .execute(&mut *self.tx)
             .await?;
+        Ok(())
+    }
+
+    async fn touches_set_message_ids(&mut self, all: &[(i64, String)]) -> Result<()> {
+        if all.is_empty() {
+            return Ok(());
+        }
+        sqlx::query(
+            "UPDATE touches SET message_id = v.mid FROM unnest($1::BIGINT[], $2::TEXT[]) AS v(tid, mid)
+             WHERE touches.id = v.tid",
+        )
+        .bind(all.iter().map(|(t, _)| *t).collect::<Vec<_>>())
+        .bind(all.iter().map(|(_, m)| m.clone()).collect::<Vec<_>>())
+        .execute(&mut *self.tx)
+        .await?;
         Ok(())
     }
 

@@ -928,29 +928,37 @@ impl Tx for SqliteTx {
         // One attempts update per lead (not per touch): the lead's new count gives each of its
         // touches its attempt number, in order.
         let mut per_lead: Vec<(i64, i64)> = Vec::new();
+        let mut index: std::collections::HashMap<i64, usize> = std::collections::HashMap::new();
         for r in results.iter().filter(|r| r.attempt) {
-            match per_lead.iter_mut().find(|(l, _)| *l == r.lead_id) {
-                Some((_, n)) => *n += 1,
-                None => per_lead.push((r.lead_id, 1)),
+            match index.get(&r.lead_id) {
+                Some(&i) => per_lead[i].1 += 1,
+                None => {
+                    index.insert(r.lead_id, per_lead.len());
+                    per_lead.push((r.lead_id, 1));
+                }
             }
         }
+        // All the batch's leads in a few statements (UPDATE … FROM (VALUES …)), not one each:
+        // each statement is a round trip to sqlx's SQLite thread.
         let mut next_attempt: std::collections::HashMap<i64, i64> =
-            std::collections::HashMap::new();
-        for (lead_id, n) in &per_lead {
-            let total: i64 = sqlx::query_scalar(
-                "UPDATE leads SET attempts = attempts + ?, last_touch_at = ?, first_attempt_at = COALESCE(first_attempt_at, ?),
-                   stage = CASE WHEN stage = 'new' THEN 'attempting' ELSE stage END, updated_at = ?
-                 WHERE id = ? RETURNING attempts",
-            )
-            .bind(n)
-            .bind(now)
-            .bind(now)
-            .bind(now)
-            .bind(lead_id)
-            .fetch_optional(&mut *self.tx)
-            .await?
-            .unwrap_or(*n);
-            next_attempt.insert(*lead_id, total - n + 1);
+            std::collections::HashMap::with_capacity(per_lead.len());
+        for chunk in per_lead.chunks(400) {
+            let mut q: QueryBuilder<Sqlite> = QueryBuilder::new("WITH v(lid, n) AS (");
+            q.push_values(chunk, |mut b, (lead_id, n)| {
+                b.push_bind(*lead_id).push_bind(*n);
+            });
+            q.push(") UPDATE leads SET attempts = attempts + v.n, last_touch_at = ")
+                .push_bind(now)
+                .push(", first_attempt_at = COALESCE(first_attempt_at, ")
+                .push_bind(now)
+                .push("), stage = CASE WHEN stage = 'new' THEN 'attempting' ELSE stage END, updated_at = ")
+                .push_bind(now)
+                .push(" FROM v WHERE leads.id = v.lid RETURNING id, attempts");
+            let totals: Vec<(i64, i64)> = q.build_query_as().fetch_all(&mut *self.tx).await?;
+            for (lead_id, total) in totals {
+                let n = per_lead[index[&lead_id]].1;
+                next_attempt.insert(lead_id, total - n + 1);
+            }
         }
         // Every touch of the batch in a few statements: UPDATE … FROM (VALUES …).
         for chunk in results.chunks(100) {
@@ -994,6 +1002,52 @@ impl Tx for SqliteTx {
             .execute(&mut *self.tx)
             .await?;
         Ok(())
+    }
+
+    async fn touch_tasks_insert(&mut self, tasks: &[NewTask], now: Millis) -> Result<Vec<i64>> {
+        let mut by_touch: std::collections::HashMap<i64, i64> =
+            std::collections::HashMap::with_capacity(tasks.len());
+        let mut ids = Vec::with_capacity(tasks.len());
+        for chunk in tasks.chunks(200) {
+            let mut q: QueryBuilder<Sqlite> = QueryBuilder::new(
+                "INSERT INTO tasks (lead_id, touch_id, assignee_id, kind, due_at, script, voicemail, created_at) ",
+            );
+            q.push_values(chunk, |mut b, t| {
+                b.push_bind(t.lead_id)
+                    .push_bind(t.touch_id)
+                    .push_bind(t.assignee_id)
+                    .push_bind(t.kind.as_str())
+                    .push_bind(t.due_at)
+                    .push_bind(t.script.clone())
+                    .push_bind(t.voicemail.clone())
+                    .push_bind(now);
+            });
+            q.push(" RETURNING id, touch_id");
+            let mut rows: Vec<(i64, Option<i64>)> =
+                q.build_query_as().fetch_all(&mut *self.tx).await?;
+            // The order of RETURNING rows is unspecified; ids are assigned in VALUES order.
+            rows.sort_unstable_by_key(|(id, _)| *id);
+            for (t, (id, touch_id)) in chunk.iter().zip(rows) {
+                debug_assert_eq!(t.touch_id, touch_id);
+                if let Some(touch_id) = touch_id {
+                    by_touch.insert(touch_id, id);
+                }
+                ids.push(id);
+            }
+        }
+        let links: Vec<(i64, i64)> = by_touch.into_iter().collect();
+        for chunk in links.chunks(400) {
+            let mut q: QueryBuilder<Sqlite> = QueryBuilder::new("WITH v(tid, task_id) AS (");
+            q.push_values(chunk, |mut b, (touch_id, task_id)| {
+                b.push_bind(*touch_id).push_bind(*task_id);
+            });
+            q.push(
+                ") UPDATE touches SET task_id = v.task_id, status = 'scheduled', claimed_by = NULL, lease_until = NULL
+                 FROM v WHERE touches.id = v.tid",
+            );
+            q.build().execute(&mut *self.tx).await?;
+        }
+        Ok(ids)
     }
 
     async fn touches_expire_sending(&mut self, now: Millis) -> Result<Vec<Touch>> {
@@ -1245,6 +1299,30 @@ impl Tx for SqliteTx {
         .await?)
     }
 
+    async fn notifications_insert(&mut self, all: &[NewNotification]) -> Result<Vec<i64>> {
+        let mut ids = Vec::with_capacity(all.len());
+        for chunk in all.chunks(200) {
+            let mut q: QueryBuilder<Sqlite> = QueryBuilder::new(
+                "INSERT INTO notifications (user_id, event, lead_id, lead_name, kind, at, detail) ",
+            );
+            q.push_values(chunk, |mut b, n| {
+                b.push_bind(n.user_id)
+                    .push_bind(n.event.as_str())
+                    .push_bind(n.lead_id)
+                    .push_bind(n.lead_name.clone())
+                    .push_bind(n.kind.clone())
+                    .push_bind(n.at)
+                    .push_bind(n.detail.clone());
+            });
+            q.push(" RETURNING id");
+            let mut got: Vec<i64> = q.build_query_scalar().fetch_all(&mut *self.tx).await?;
+            // AUTOINCREMENT ids are handed out in VALUES order; RETURNING's order is unspecified.
+            got.sort_unstable();
+            ids.extend(got);
+        }
+        Ok(ids)
+    }
+
     async fn notifications_after(
         &mut self,
         user_id: i64,
@@ -1304,6 +1382,25 @@ impl Tx for SqliteTx {
             .bind(t.created_at)
             .execute(&mut *self.tx)
             .await?;
+        Ok(())
+    }
+
+    async fn tracking_insert_many(&mut self, all: &[Tracking]) -> Result<()> {
+        for chunk in all.chunks(200) {
+            let mut q: QueryBuilder<Sqlite> = QueryBuilder::new(
+                "INSERT INTO tracking (token, kind, lead_id, touch_id, links, video_id, created_at) ",
+            );
+            q.push_values(chunk, |mut b, t| {
+                b.push_bind(t.token.clone())
+                    .push_bind(t.kind.clone())
+                    .push_bind(t.lead_id)
+                    .push_bind(t.touch_id)
+                    .push_bind(serde_json::to_string(&t.links).unwrap_or_else(|_| "[]".into()))
+                    .push_bind(t.video_id)
+                    .push_bind(t.created_at);
+            });
+            q.build().execute(&mut *self.tx).await?;
+        }
         Ok(())
     }
 
@@ -1375,6 +1472,18 @@ impl Tx for SqliteTx {
             .bind(touch_id)
             .execute(&mut *self.tx)
             .await?;
+        Ok(())
+    }
+
+    async fn touches_set_message_ids(&mut self, all: &[(i64, String)]) -> Result<()> {
+        for chunk in all.chunks(400) {
+            let mut q: QueryBuilder<Sqlite> = QueryBuilder::new("WITH v(tid, mid) AS (");
+            q.push_values(chunk, |mut b, (touch_id, mid)| {
+                b.push_bind(*touch_id).push_bind(mid.clone());
+            });
+            q.push(") UPDATE touches SET message_id = v.mid FROM v WHERE touches.id = v.tid");
+            q.build().execute(&mut *self.tx).await?;
+        }
         Ok(())
     }
 
