@@ -197,7 +197,7 @@ def main():
                     lmax=ms(med([r["max"] for r in runs])),
                     c=fmt(med([r["clear_s"] for r in runs]), 2),
                     d=fmt(med([r["duplicates"] for r in runs])),
-                    m=fmt(med([r["missing"] for r in runs])),
+                    m=(f"({fmt(med([r['missing'] for r in runs]))} not fired by the deadline)" if any(r["timed_out"] and not r["kills"] for r in runs) else fmt(med([r["missing"] for r in runs]))),
                     u=fmt(med([r["uncertain"] for r in runs])) + (f" ({fmt(med([r['uncertain_fired'] for r in runs]))} of them delivered)" if any(r["uncertain"] for r in runs) else ""),
                     kl=fmt(med([r["kills"] for r in runs])),
                 )

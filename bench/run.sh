@@ -102,7 +102,7 @@ CEIL_N=$((1000000 / S))
 mkdir -p "$OUT/ceilings"
 for sync in normal full; do
   log "ceiling: SQLite synchronous=$sync, $CEIL_N rows"
-  "$BIN" sqlite-ceiling --n $CEIL_N --sync $sync --out "$TMP/ceiling" >/dev/null
+  "$BIN" sqlite-ceiling --n $CEIL_N --synchronous $sync --out "$TMP/ceiling" >/dev/null
   mv "$TMP/ceiling/ceiling.json" "$OUT/ceilings/sqlite-$sync.json"
 done
 CDB=relentless_ceiling_$$
@@ -152,8 +152,9 @@ run_one() { # workload system dir
   n=$((n / S)); backlog=$((backlog / S)); span=$((span / S)); gap=$((gap / S)); kill=$((kill / S))
   # The recovery timers of the systems are not scaled (BullMQ's 30 s stalled check, the
   # Relentless lease below); the grace period is long enough for them in both modes.
-  grace=$([ "$w" = W4 ] && echo 45000 || echo $((grace / S > 20000 ? grace / S : 20000)))
-  local est=${EST[$sys]} common=(--n $n --backlog $backlog --span-ms $span --gap-ms $gap --est-rate $est --grace-ms $grace --out "$dir")
+  grace=$([ "$w" = W4 ] && echo 45000 || echo $((grace / S > 90000 ? grace / S : 90000)))
+  local est=${EST[$sys]}
+  local common=(--n $n --backlog $backlog --span-ms $span --gap-ms $gap --est-rate $est --grace-ms $grace --out "$dir")
   local workers=2
   [ "$w" = W4 ] && common+=(--kill-every-ms $kill --sync)
   mkdir -p "$dir"
