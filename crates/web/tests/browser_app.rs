@@ -247,7 +247,48 @@ async fn agent_day(c: Client) {
     c.goto(&format!("{}/today", app.base)).await.unwrap();
     wait_for(&c, "#password").await;
     assert!(c.current_url().await.unwrap().path().ends_with("/login"));
-    sign_in(&c, &app, "lee@example.com", "/templates/r21-d0-text").await;
+    // The admin's team page shows each intake with the snippet to paste into a website, and
+    // a lead's page shows the consent recorded when it signed up.
+    let (s, intake) = app
+        .post(&app.admin, "/api/v1/intakes", json!({"source": "Website"}))
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{intake}");
+    let webhook = intake["url"].as_str().unwrap().to_string();
+    let r = app
+        .client
+        .post(&webhook)
+        .form(&[
+            ("first_name", "Kim"),
+            ("phone", "+15125550155"),
+            ("consent_text", "yes"),
+            ("consent_text_wording", "Yes, text me about homes."),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        r.status().is_success() || r.status().is_redirection(),
+        "{}",
+        r.status()
+    );
+    let (_, found) = app.get(&app.admin, "/api/v1/leads?q=%2B15125550155").await;
+    let kim = found["items"][0]["id"]
+        .as_i64()
+        .expect("the lead from the form");
+    sign_in(&c, &app, "lee@example.com", "/team").await;
+    wait_for(&c, "pre.snippet").await;
+    let snippet = text_of(&c, "pre.snippet").await;
+    assert!(snippet.contains(&webhook), "{snippet}");
+    screenshot(&c, "team").await;
+    c.goto(&format!("{}/leads/{kim}", app.base)).await.unwrap();
+    wait_for(&c, "#contact-h").await;
+    let card = text_of(&c, "section[aria-labelledby=contact-h]").await;
+    assert!(card.contains("Consent to texts: yes"), "{card}");
+    assert!(card.contains("Consent to emails: not recorded"), "{card}");
+
+    c.goto(&format!("{}/templates/r21-d0-text", app.base))
+        .await
+        .unwrap();
     wait_for(&c, "#tpl-body").await;
     let before = app.get(&app.admin, "/api/v1/templates/r21-d0-text").await.1;
     type_into(&c, "#tpl-body", "Hi {{ lead.nickname }}, still looking?").await;
