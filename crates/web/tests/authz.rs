@@ -50,6 +50,8 @@ enum Body {
     None,
     Json(&'static str),
     Video,
+    /// A CSV file.
+    Csv(&'static str),
     /// The nurture plan as saved (PUT it back).
     Plan,
     /// A template as saved (PUT it back).
@@ -144,6 +146,37 @@ fn routes() -> Vec<Route> {
             "/api/v1/leads/{lead}/enrollments",
             Json(r#"{"plan": "nurture"}"#),
             [401, 401, 404, 201, 201],
+        ),
+        r(
+            M::PATCH,
+            "/api/v1/leads/{lead}/enrollments/relentless-21",
+            Json(r#"{"state": "paused"}"#),
+            [401, 401, 404, 204, 204],
+        ),
+        r(
+            M::POST,
+            "/api/v1/leads/{lead}/messages",
+            Json(r#"{"channel": "text", "body": "Hi {{ lead.first_name }}, {new}"}"#),
+            [401, 401, 404, 201, 201],
+        ),
+        r(
+            M::POST,
+            "/api/v1/templates/preview",
+            Json(r#"{"body": "Hi {{ lead.first_name }}", "lead_id": {lead}}"#),
+            [401, 401, 404, 200, 200],
+        ),
+        r(
+            M::POST,
+            "/api/v1/plans/preview",
+            Plan,
+            [401, 401, 200, 200, 200],
+        ),
+        r(M::GET, "/api/v1/today", None, [401, 401, 200, 200, 200]),
+        r(
+            M::POST,
+            "/api/v1/leads/import?dry_run=true",
+            Csv("Email\nimport-{new}@example.com\n"),
+            [401, 401, 200, 200, 200],
         ),
         r(
             M::DELETE,
@@ -496,6 +529,9 @@ async fn every_route_answers_each_kind_of_caller_as_the_rules_say() {
                     .header("content-type", "application/json")
                     .body(fill(t, actor, &f, n, &w)),
                 Body::Video => req.header("content-type", "video/webm").body(&b"webm"[..]),
+                Body::Csv(t) => req
+                    .header("content-type", "text/csv")
+                    .body(fill(t, actor, &f, n, &w)),
                 Body::Plan => req.json(&json!({"source": w.plan_source})),
                 Body::Template => req.json(&json!({
                     "subject": w.template["subject"],
