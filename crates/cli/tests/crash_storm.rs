@@ -664,7 +664,14 @@ async fn a_full_disk_gives_a_clear_error_and_no_corruption() {
         break;
     }
     let (status, body) = refusal.expect("the 3 MB disk fills up");
-    assert_eq!(status, 507, "{body}");
+    if status != 507 {
+        sigkill(&mut server);
+        let mut log = String::new();
+        if let Some(mut e) = server.stderr.take() {
+            let _ = std::io::Read::read_to_string(&mut e, &mut log);
+        }
+        panic!("{status} {body}\nserver log:\n{log}");
+    }
     assert!(body.contains("disk is full"), "{body}");
     assert!(body.contains("nothing was saved"), "{body}");
     // The server keeps serving reads.

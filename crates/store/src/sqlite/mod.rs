@@ -65,7 +65,21 @@ impl SqliteStore {
 impl Store for SqliteStore {
     async fn write(&self) -> Result<Box<dyn Tx>> {
         // IMMEDIATE takes the write lock up front: no deadlock from upgrading a read later.
-        let tx = self.writer.begin_with("BEGIN IMMEDIATE").await?;
+        let tx = match self.writer.begin_with("BEGIN IMMEDIATE").await {
+            Ok(tx) => tx,
+            // A COMMIT that failed (the disk was full) can leave the writer connection marked
+            // as inside a transaction that SQLite has already rolled back, so every later
+            // BEGIN would fail and the server could never write again: that connection is
+            // closed and a fresh one takes its place.
+            Err(e) if e.to_string().contains("transaction depth") => {
+                tracing::warn!(error = %e, "reopening the database's writer connection");
+                let mut conn = self.writer.acquire().await?;
+                conn.close_on_drop();
+                drop(conn);
+                self.writer.begin_with("BEGIN IMMEDIATE").await?
+            }
+            Err(e) => return Err(e.into()),
+        };
         Ok(Box::new(SqliteTx { tx }))
     }
     async fn read(&self) -> Result<Box<dyn Tx>> {
