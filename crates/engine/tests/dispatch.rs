@@ -165,6 +165,10 @@ async fn racing_dispatchers_send_each_touch_once(backend: Backend) {
                 if r.claimed == 0 {
                     break;
                 }
+                // A pause between batches, as a real dispatcher has while it sends: without
+                // it one SQLite process can take the write lock back every time and the
+                // other's busy handler never gets a turn, so no race would be tested.
+                tokio::time::sleep(Duration::from_millis(20)).await;
             }
             n
         })
