@@ -22,7 +22,8 @@ if [ ! -x "$VENV/bin/schemathesis" ] || ! "$VENV/bin/schemathesis" --version | g
 fi
 
 cargo build --locked -q -p relentless
-BIN="$PWD/target/debug/relentless"
+# Where cargo put it: CARGO_TARGET_DIR when set, else ./target.
+BIN="${CARGO_TARGET_DIR:-$PWD/target}/debug/relentless"
 WORK="$(mktemp -d)"
 PORT=$((20000 + RANDOM % 20000))
 export RELENTLESS_DATABASE_URL="sqlite://$WORK/api-fuzz.db"
