@@ -102,10 +102,15 @@ pub async fn today(State(state): State<AppState>, user: CurrentUser) -> ApiResul
         }));
     }
     // "Attempt n of m": the task's step among its enrollment's touches.
+    // One read of a lead's touches however many of its tasks are in the queue.
     let mut plan_pos: HashMap<i64, (usize, usize, String)> = HashMap::new();
+    let mut by_lead: HashMap<i64, Vec<relentless_store::Touch>> = HashMap::new();
     for t in &tasks {
         let Some(touch_id) = t.touch_id else { continue };
-        let touches = tx.touches_for_lead(t.lead_id).await?;
+        if !by_lead.contains_key(&t.lead_id) {
+            by_lead.insert(t.lead_id, tx.touches_for_lead(t.lead_id).await?);
+        }
+        let touches = &by_lead[&t.lead_id];
         if let Some(me) = touches.iter().find(|x| x.id == touch_id) {
             let mut mine: Vec<_> = touches
                 .iter()
