@@ -107,8 +107,8 @@ pub async fn today(State(state): State<AppState>, user: CurrentUser) -> ApiResul
     let mut by_lead: HashMap<i64, Vec<relentless_store::Touch>> = HashMap::new();
     for t in &tasks {
         let Some(touch_id) = t.touch_id else { continue };
-        if !by_lead.contains_key(&t.lead_id) {
-            by_lead.insert(t.lead_id, tx.touches_for_lead(t.lead_id).await?);
+        if let std::collections::hash_map::Entry::Vacant(e) = by_lead.entry(t.lead_id) {
+            e.insert(tx.touches_for_lead(t.lead_id).await?);
         }
         let touches = &by_lead[&t.lead_id];
         if let Some(me) = touches.iter().find(|x| x.id == touch_id) {
