@@ -99,6 +99,22 @@ fn command(dir: &Path) -> Command {
     cmd
 }
 
+/// Waits for `c` to exit; a process still running after `limit` is killed and the test fails
+/// (a hang must fail fast, not eat CI's time).
+fn wait_within(c: &mut Child, limit: Duration, what: &str) -> std::process::ExitStatus {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(status) = c.try_wait().unwrap() {
+            return status;
+        }
+        if Instant::now() > deadline {
+            sigkill(c);
+            panic!("{what} was still running after {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 fn sigkill(c: &mut Child) {
     let _ = c.kill(); // SIGKILL on Unix: no chance to finish anything
     let _ = c.wait();
@@ -475,7 +491,11 @@ async fn sigkill_storm_loses_nothing_acknowledged_and_sends_nothing_twice() {
         .status()
         .unwrap();
     assert!(term.success());
-    let status = server.wait().unwrap();
+    let status = wait_within(
+        &mut server,
+        Duration::from_secs(60),
+        "the server after SIGTERM",
+    );
     assert!(
         status.success(),
         "graceful stop: {status:?}\n{}",
@@ -695,6 +715,15 @@ async fn a_full_disk_gives_a_clear_error_and_no_corruption() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_read_only_database_gives_a_clear_error_and_no_corruption() {
+    // Stopped cleanly, the WAL is checkpointed away and opening must write to set it up
+    // again; killed, the WAL and its index stay and SQLite opens the file read-only without
+    // complaint. Either way `serve` must refuse to start rather than run and fail every change.
+    for killed in [false, true] {
+        read_only_after(killed).await;
+    }
+}
+
+async fn read_only_after(killed: bool) {
     let Some(mnt) = Mount::tmpfs("16m") else {
         return;
     };
@@ -722,23 +751,38 @@ async fn a_read_only_database_gives_a_clear_error_and_no_corruption() {
         .await
         .unwrap();
     assert_eq!(res.status(), 201);
-    // Stop first (WAL is checkpointed), then remount read-only and start on it.
-    let _ = Command::new("kill")
-        .args(["-TERM", &server.id().to_string()])
-        .status();
-    let _ = server.wait();
+    if killed {
+        sigkill(&mut server);
+    } else {
+        let _ = Command::new("kill")
+            .args(["-TERM", &server.id().to_string()])
+            .status();
+        wait_within(
+            &mut server,
+            Duration::from_secs(60),
+            "the server after SIGTERM",
+        );
+    }
     mnt.remount("ro");
-    let out = command(&mnt.0)
+    let mut serve = command(&mnt.0)
         .args(["serve", "--listen", "127.0.0.1:0"])
         .arg("--database-url")
         .arg(format!("sqlite://{}", db.display()))
-        .output()
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
         .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    let status = wait_within(
+        &mut serve,
+        Duration::from_secs(60),
+        &format!("serve on a read-only database (killed={killed})"),
+    );
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut serve.stderr.take().unwrap(), &mut stderr).unwrap();
+    assert_eq!(status.code(), Some(1), "killed={killed}: {stderr}");
     assert!(
         stderr.contains("read-only") || stderr.contains("readonly"),
-        "a clear message: {stderr}"
+        "a clear message (killed={killed}): {stderr}"
     );
     assert!(!stderr.contains("panicked"), "{stderr}");
     mnt.remount("rw");
@@ -746,7 +790,7 @@ async fn a_read_only_database_gives_a_clear_error_and_no_corruption() {
     assert_eq!(
         sql(&db, "SELECT first_name FROM leads"),
         "Before",
-        "the data is intact"
+        "the data is intact (killed={killed})"
     );
 }
 

@@ -20,6 +20,9 @@ pub struct SqliteStore {
     url: String,
 }
 
+/// SQLite's primary result code for "attempt to write a readonly database".
+const SQLITE_READONLY: i64 = 8;
+
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 
 impl SqliteStore {
@@ -43,6 +46,28 @@ impl SqliteStore {
             // The writer gets a bigger page cache than the readers (RSS stays bounded).
             .connect_with(opts.clone().pragma("cache_size", "-24000"))
             .await?;
+        // SQLite opens a file it cannot write read-only without a word, and a database whose
+        // WAL is already set up needs no write to open: without this probe a server on a
+        // read-only disk would start and then fail every change. Writing the schema cookie
+        // back unchanged is the smallest real write there is.
+        let version: i64 = sqlx::query_scalar("PRAGMA user_version")
+            .fetch_one(&writer)
+            .await?;
+        sqlx::query(sql!("PRAGMA user_version = {version}"))
+            .execute(&writer)
+            .await
+            .map_err(|e| match &e {
+                sqlx::Error::Database(db)
+                    if db
+                        .code()
+                        .and_then(|c| c.parse::<i64>().ok())
+                        .map(|c| c & 0xff)
+                        == Some(SQLITE_READONLY) =>
+                {
+                    StoreError::Config(format!("the database is read-only: {db}"))
+                }
+                _ => e.into(),
+            })?;
         let reader = SqlitePoolOptions::new()
             .max_connections(4)
             .acquire_timeout(Duration::from_secs(30))
