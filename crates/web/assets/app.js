@@ -135,11 +135,17 @@
     }
     document.dispatchEvent(new CustomEvent('rl:event', { detail: { event: ev, data: d } }));
   }
+  // A browser allows six connections to one server: a stream left open by every page
+  // kept in the back/forward cache would soon leave none for the app's own requests, so the
+  // stream closes when the page is hidden and opens again when it comes back.
+  var stream;
+  window.addEventListener('pagehide', function () { if (stream) { stream.close(); stream = null; } });
+  window.addEventListener('pageshow', function (ev) { if (ev.persisted && !stream) listen(); });
   function listen() {
     if (!window.EventSource || !body.dataset.userId) return;
     var last = localStorage.getItem(KEY);
     var url = '/api/v1/notifications/stream' + (last ? '?last_event_id=' + encodeURIComponent(last) : '');
-    var es = new EventSource(url);
+    var es = stream = new EventSource(url);
     ['engagement', 'reply', 'task_due', 'escalation'].forEach(function (name) {
       es.addEventListener(name, function (m) {
         if (m.lastEventId) localStorage.setItem(KEY, m.lastEventId);
@@ -154,7 +160,7 @@
     // from the last id this page saw.
     es.addEventListener('error', function () {
       body.dataset.live = 'off';
-      if (es.readyState === EventSource.CLOSED) setTimeout(listen, 3000);
+      if (es.readyState === EventSource.CLOSED && stream === es) { stream = null; setTimeout(function () { if (!stream) listen(); }, 3000); }
     });
   }
   function notificationsButton() {

@@ -50,8 +50,8 @@
       });
       var intakes = r[1].items.map(function (i) {
         return h('article', { class: 'card intake' }, h('h3', { text: i.source }),
-          h('p', null, 'Webhook: ', h('code', { text: i.url })),
-          h('p', null, 'Open-house kiosk: ', h('a', { href: i.signin_url, text: i.signin_url })),
+          h('p', null, 'Webhook: ', h('code', { class: 'url', text: i.url })),
+          h('p', null, 'Open-house kiosk: ', h('a', { class: 'url', href: i.signin_url, text: i.signin_url })),
           h('p', { class: 'muted', text: 'Routing: ' + RL.label(i.routing.mode || 'round_robin') + (i.plan ? ' · plan ' + i.plan : '') }),
           h('details', { open: true }, h('summary', { text: 'Form snippet for your website (paste it into any page)' }), h('pre', { class: 'snippet', text: i.snippet })));
       });

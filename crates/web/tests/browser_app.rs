@@ -9,79 +9,12 @@
 mod browser;
 mod common;
 
-use browser::{eventually, js, with_browser};
+use browser::*;
 use common::{TestApp, day_zone};
 use fantoccini::{Client, Locator};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use std::time::Duration;
-
-const PASSWORD: &str = "correct-horse-battery";
-
-async fn add_user(app: &TestApp, email: &str, name: &str, role: &str) {
-    let (s, u) = app
-        .post(
-            &app.admin,
-            "/api/v1/users",
-            json!({"email": email, "name": name, "role": role, "password": PASSWORD}),
-        )
-        .await;
-    assert_eq!(s, StatusCode::CREATED, "{u}");
-}
-
-async fn text_of(c: &Client, css: &str) -> String {
-    c.find(Locator::Css(css))
-        .await
-        .unwrap_or_else(|e| panic!("{css}: {e}"))
-        .text()
-        .await
-        .unwrap()
-}
-
-async fn wait_for(c: &Client, css: &str) {
-    c.wait()
-        .at_most(Duration::from_secs(20))
-        .for_element(Locator::Css(css))
-        .await
-        .unwrap_or_else(|e| panic!("waiting for {css}: {e}"));
-}
-
-async fn click(c: &Client, css: &str) {
-    c.find(Locator::Css(css))
-        .await
-        .unwrap_or_else(|e| panic!("{css}: {e}"))
-        .click()
-        .await
-        .unwrap_or_else(|e| panic!("click {css}: {e}"));
-}
-
-async fn type_into(c: &Client, css: &str, text: &str) {
-    let el = c.find(Locator::Css(css)).await.unwrap();
-    el.clear().await.unwrap();
-    el.send_keys(text).await.unwrap();
-}
-
-async fn sign_in(c: &Client, app: &TestApp, email: &str, next: &str) {
-    c.goto(&format!("{}{next}", app.base)).await.unwrap();
-    // A page asked for without a session leads to sign-in, and back after it.
-    wait_for(c, "#password").await;
-    assert!(c.current_url().await.unwrap().path().ends_with("/login"));
-    type_into(c, "#email", email).await;
-    type_into(c, "#password", PASSWORD).await;
-    click(c, "button[type=submit]").await;
-    wait_for(c, "#view").await;
-    assert_eq!(c.current_url().await.unwrap().path(), next);
-}
-
-async fn screenshot(c: &Client, name: &str) {
-    if std::env::var_os("RELENTLESS_SCREENSHOTS").is_none() {
-        return;
-    }
-    let png = c.screenshot().await.unwrap();
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/screenshots");
-    std::fs::create_dir_all(&dir).unwrap();
-    std::fs::write(dir.join(format!("{name}.png")), png).unwrap();
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_agent_works_the_app_in_a_real_browser() {
@@ -100,8 +33,10 @@ async fn an_agent_works_the_app_in_a_real_browser() {
 
 async fn agent_day(c: Client) {
     let app = TestApp::spawn().await;
-    add_user(&app, "casey@example.com", "Casey Agent", "agent").await;
-    add_user(&app, "lee@example.com", "Lee Admin", "admin").await;
+    app.add_user("casey@example.com", "Casey Agent", "agent", PASSWORD)
+        .await;
+    app.add_user("lee@example.com", "Lee Admin", "admin", PASSWORD)
+        .await;
     // A new lead in a zone where it is daytime: speed-to-lead gives Casey a call task now.
     let (s, lead) = app
         .post(
@@ -138,7 +73,7 @@ async fn agent_day(c: Client) {
 
     // (1) Sign in; Today shows the call with its script, the attempt count and the lead's
     // name as text (the markup in it is not interpreted).
-    sign_in(&c, &app, "casey@example.com", "/today").await;
+    sign_in(&c, &app.base, "casey@example.com", "/today").await;
     let card = format!("[data-task='{}']", call.id);
     wait_for(&c, &card).await;
     let text = text_of(&c, &card).await;
@@ -275,7 +210,7 @@ async fn agent_day(c: Client) {
     let kim = found["items"][0]["id"]
         .as_i64()
         .expect("the lead from the form");
-    sign_in(&c, &app, "lee@example.com", "/team").await;
+    sign_in(&c, &app.base, "lee@example.com", "/team").await;
     wait_for(&c, "pre.snippet").await;
     let snippet = text_of(&c, "pre.snippet").await;
     assert!(snippet.contains(&webhook), "{snippet}");

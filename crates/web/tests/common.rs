@@ -251,6 +251,18 @@ impl TestApp {
         self.call(token, Method::DELETE, path, None).await
     }
 
+    /// Adds a user who can sign in to the app with `password`.
+    pub async fn add_user(&self, email: &str, name: &str, role: &str, password: &str) {
+        let (s, u) = self
+            .post(
+                &self.admin,
+                "/api/v1/users",
+                serde_json::json!({"email": email, "name": name, "role": role, "password": password}),
+            )
+            .await;
+        assert_eq!(s, StatusCode::CREATED, "{u}");
+    }
+
     /// Adds an agent and returns (id, token).
     pub async fn agent(&self, email: &str) -> (i64, String) {
         let (s, u) = self

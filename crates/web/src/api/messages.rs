@@ -76,8 +76,14 @@ pub async fn preview_plan(
     let plan = match body.get("source").and_then(Value::as_str) {
         Some(src) => Plan::from_toml(src),
         None => {
-            let spec: PlanSpec = serde_json::from_value(body.clone())
-                .map_err(|e| ApiError::field("plan", e.to_string()))?;
+            // The preview's own fields are not the plan's.
+            let mut plan = body.clone();
+            if let Some(o) = plan.as_object_mut() {
+                o.remove("timezone");
+                o.remove("start_at");
+            }
+            let spec: PlanSpec =
+                serde_json::from_value(plan).map_err(|e| ApiError::field("plan", e.to_string()))?;
             Plan::from_spec(spec)
         }
     }

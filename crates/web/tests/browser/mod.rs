@@ -3,7 +3,7 @@
 //! message when the driver is missing unless `CI` is set.
 #![allow(dead_code)]
 
-use fantoccini::{Client, ClientBuilder};
+use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::{Value, json};
 use std::future::Future;
 use std::io::{BufRead, BufReader, Write};
@@ -103,6 +103,10 @@ impl Driver {
 
     /// A browser session with this window size and extra Chromium flags.
     pub async fn session_with(&self, window: &str, extra: &[&str]) -> Client {
+        // "phone:W,H" emulates a phone's viewport (headless Chromium's windows are at least
+        // 500 px wide, so a narrower one needs the emulation).
+        let phone = window.strip_prefix("phone:");
+        let window = phone.unwrap_or(window);
         let args = [
             "--headless",
             "--no-sandbox",
@@ -118,9 +122,15 @@ impl Driver {
             &format!("--user-data-dir={}", self.profile.path().display()),
         ];
         let args: Vec<&str> = args.iter().copied().chain(extra.iter().copied()).collect();
+        let mut options = json!({"binary": CHROMIUM, "args": args});
+        if let Some((w, h)) = phone.and_then(|p| p.split_once(',')) {
+            options["mobileEmulation"] = json!({"deviceMetrics": {
+                "width": w.parse::<u32>().unwrap(), "height": h.parse::<u32>().unwrap(),
+                "pixelRatio": 2, "touch": true, "mobile": true}});
+        }
         let caps = json!({
             "browserName": "chrome",
-            "goog:chromeOptions": {"binary": CHROMIUM, "args": args},
+            "goog:chromeOptions": options,
         });
         let Value::Object(caps) = caps else {
             unreachable!()
@@ -195,4 +205,74 @@ pub async fn js(c: &Client, script: &str, args: Vec<Value>) -> Value {
     c.execute(script, args)
         .await
         .unwrap_or_else(|e| panic!("script failed: {e}\n{script}"))
+}
+
+/// The password `TestApp::add_user` gives every user a browser test signs in as.
+pub const PASSWORD: &str = "correct-horse-battery";
+
+pub async fn text_of(c: &Client, css: &str) -> String {
+    c.find(Locator::Css(css))
+        .await
+        .unwrap_or_else(|e| panic!("{css}: {e}"))
+        .text()
+        .await
+        .unwrap()
+}
+
+pub async fn wait_for(c: &Client, css: &str) {
+    if c.wait()
+        .at_most(Duration::from_secs(20))
+        .for_element(Locator::Css(css))
+        .await
+        .is_err()
+    {
+        // Say what the page showed instead: an error it rendered explains most timeouts.
+        let url = c
+            .current_url()
+            .await
+            .map(|u| u.to_string())
+            .unwrap_or_default();
+        let shown = c
+            .execute("return (document.body ? document.body.innerText : '') + '\\nrequests: ' + JSON.stringify(performance.getEntriesByType('resource').map(function (r) { return [r.name, Math.round(r.duration), r.responseStatus]; }));", vec![])
+            .await
+            .unwrap_or_default();
+        panic!("waiting for {css} on {url}; the page shows:\n{shown}");
+    }
+}
+
+pub async fn click(c: &Client, css: &str) {
+    c.find(Locator::Css(css))
+        .await
+        .unwrap_or_else(|e| panic!("{css}: {e}"))
+        .click()
+        .await
+        .unwrap_or_else(|e| panic!("click {css}: {e}"));
+}
+
+pub async fn type_into(c: &Client, css: &str, text: &str) {
+    let el = c.find(Locator::Css(css)).await.unwrap();
+    el.clear().await.unwrap();
+    el.send_keys(text).await.unwrap();
+}
+
+pub async fn sign_in(c: &Client, base: &str, email: &str, next: &str) {
+    c.goto(&format!("{base}{next}")).await.unwrap();
+    // A page asked for without a session leads to sign-in, and back after it.
+    wait_for(c, "#password").await;
+    assert!(c.current_url().await.unwrap().path().ends_with("/login"));
+    type_into(c, "#email", email).await;
+    type_into(c, "#password", PASSWORD).await;
+    click(c, "button[type=submit]").await;
+    wait_for(c, "#view").await;
+    assert_eq!(c.current_url().await.unwrap().path(), next);
+}
+
+pub async fn screenshot(c: &Client, name: &str) {
+    if std::env::var_os("RELENTLESS_SCREENSHOTS").is_none() {
+        return;
+    }
+    let png = c.screenshot().await.unwrap();
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/screenshots");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join(format!("{name}.png")), png).unwrap();
 }

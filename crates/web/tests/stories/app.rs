@@ -637,4 +637,18 @@ async fn plan_preview_puts_every_text_and_call_inside_the_window_in_the_chosen_z
         .await;
     assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
     assert_eq!(e["errors"][0]["field"], "timezone");
+    // The plan as JSON (what the step editor sends) previews the same, zone and start
+    // included; a bad step's field is named.
+    let json_plan = json!({"slug": "relentless-21", "name": plan["name"], "levels": plan["levels"],
+        "steps": plan["steps"], "timezone": "Asia/Kolkata", "start_at": "2026-11-27T20:30:00Z"});
+    let (s, j) = app
+        .post(&app.admin, "/api/v1/plans/preview", json_plan.clone())
+        .await;
+    assert_eq!(s, StatusCode::OK, "{j}");
+    assert_eq!(j["touches"], p["touches"]);
+    let mut bad = json_plan;
+    bad["steps"][4]["at"] = json!("25:00");
+    let (s, e) = app.post(&app.admin, "/api/v1/plans/preview", bad).await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{e}");
+    assert_eq!(e["errors"][0]["field"], "steps[4].at", "{e}");
 }
