@@ -46,6 +46,10 @@ done
 
 mkdir -p target/schemathesis
 status=0
+# One worker: CPython 3.11's ast module keeps its recursion depth in state shared between
+# threads, and hypothesis parses source files to describe its filters, so two workers once
+# crashed the run with "SystemError: AST constructor recursion depth mismatch" (CI,
+# 2026-11-27): a fault of the tool, not of the API, which fails CI all the same.
 "$VENV/bin/schemathesis" run "http://127.0.0.1:$PORT/api/v1/openapi.json" \
     --header "Authorization: Bearer $TOKEN" \
     --checks not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance \
@@ -54,7 +58,7 @@ status=0
     --exclude-path-regex '/videos$' \
     --max-examples "$EXAMPLES" \
     --seed "${SCHEMATHESIS_SEED:-7}" \
-    --workers 2 \
+    --workers 1 \
     --request-timeout 10 \
     --report junit,pytest --report-dir target/schemathesis \
     --no-color || status=$?

@@ -266,7 +266,80 @@ pub async fn client(a: &ApiArgs) -> Result<Value, BoxErr> {
         by_email.push(ms);
     }
 
+    // (c) the web app's pages: what each page's script asks the server for when it opens
+    // (assets/*.js), one request after another, as the agent's browser would (it sends
+    // them in parallel, so this total is an upper bound of the page's wait). The HTML shells
+    // are not included: they need a browser session, and render no data.
+    let lead_id = 1 + mix(nonce) % n;
+    let reports_since = jiff::Timestamp::now() - jiff::SignedDuration::from_hours(30 * 24);
+    let pages: Vec<(&str, &str, Vec<String>)> = vec![
+        ("today", "agent", vec!["/today".into()]),
+        (
+            "leads",
+            "admin",
+            vec![
+                "/leads?limit=50".into(),
+                "/plans".into(),
+                "/users".into(),
+            ],
+        ),
+        (
+            "lead",
+            "admin",
+            vec![
+                format!("/leads/{lead_id}"),
+                format!("/leads/{lead_id}/timeline?limit=100"),
+                format!("/leads/{lead_id}/touches"),
+                format!("/leads/{lead_id}/consents"),
+                "/templates".into(),
+                "/plans".into(),
+            ],
+        ),
+        ("plans", "admin", vec!["/plans".into(), "/templates".into()]),
+        (
+            "plan",
+            "admin",
+            vec!["/plans/relentless-21".into(), "/templates".into()],
+        ),
+        (
+            "reports",
+            "admin",
+            vec![format!(
+                "/reports/summary?since={}",
+                enc(&reports_since.to_string())
+            )],
+        ),
+        (
+            "team",
+            "admin",
+            vec!["/users".into(), "/intakes".into(), "/plans".into()],
+        ),
+    ];
+    let page_samples = a.samples.min(50);
+    let mut page_figs = json!({});
+    for (name, who, paths) in &pages {
+        let token = if *who == "agent" { &agent } else { &admin };
+        let mut totals = Vec::with_capacity(page_samples);
+        let mut slowest: (f64, String) = (0.0, String::new());
+        for _ in 0..page_samples {
+            let mut total = 0.0;
+            for path in paths {
+                let (_, ms) = c.get(path, token).await?;
+                total += ms;
+                if ms > slowest.0 {
+                    slowest = (ms, path.clone());
+                }
+            }
+            totals.push(total);
+        }
+        let mut fig = summary(totals);
+        fig["requests"] = json!(paths);
+        fig["slowest_request"] = json!({"path": slowest.1, "ms": slowest.0});
+        page_figs[*name] = fig;
+    }
+
     Ok(json!({
+        "pages": page_figs,
         "zone": zone,
         "poll_ms": a.poll.as_secs_f64() * 1000.0,
         "first_touch": summary(first_touch),

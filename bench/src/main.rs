@@ -556,6 +556,19 @@ fn render(a: &Args, machine: &Value, runs: &[Value]) -> String {
             );
         }
     }
+    if has_api && runs.iter().all(|r| !r["api"]["pages"].is_null()) {
+        for page in ["today", "leads", "lead", "plans", "plan", "reports", "team"] {
+            let p99 = m(&format!("api.pages.{page}.p99_ms"));
+            let _ = writeln!(
+                s,
+                "| Page `{page}`: its API requests one after another, p50 / p99 | {} / {} | p99: {} | < 200 ms (issue 6) | {} |",
+                ms(m(&format!("api.pages.{page}.p50_ms"))),
+                ms(p99),
+                all(&each(runs, &format!("api.pages.{page}.p99_ms")), ms),
+                yes(p99 < 200.0),
+            );
+        }
+    }
     if has_paths {
         let it99 = m("paths.intake.first_text.p99_ms");
         let _ = writeln!(
