@@ -277,11 +277,7 @@ pub async fn client(a: &ApiArgs) -> Result<Value, BoxErr> {
         (
             "leads",
             "admin",
-            vec![
-                "/leads?limit=50".into(),
-                "/plans".into(),
-                "/users".into(),
-            ],
+            vec!["/leads?limit=50".into(), "/plans".into(), "/users".into()],
         ),
         (
             "lead",
@@ -321,7 +317,10 @@ pub async fn client(a: &ApiArgs) -> Result<Value, BoxErr> {
         let token = if *who == "agent" { &agent } else { &admin };
         let mut totals = Vec::with_capacity(page_samples);
         let mut slowest: (f64, String) = (0.0, String::new());
-        for _ in 0..page_samples {
+        // The first visit is reported on its own: the reports page computes its summary
+        // then (later visits get the kept one, refreshed in the background).
+        let mut first_ms = 0.0;
+        for k in 0..=page_samples {
             let mut total = 0.0;
             for path in paths {
                 let (_, ms) = c.get(path, token).await?;
@@ -330,9 +329,14 @@ pub async fn client(a: &ApiArgs) -> Result<Value, BoxErr> {
                     slowest = (ms, path.clone());
                 }
             }
+            if k == 0 {
+                first_ms = total;
+                continue;
+            }
             totals.push(total);
         }
         let mut fig = summary(totals);
+        fig["first_visit_ms"] = json!(first_ms);
         fig["requests"] = json!(paths);
         fig["slowest_request"] = json!({"path": slowest.1, "ms": slowest.0});
         page_figs[*name] = fig;

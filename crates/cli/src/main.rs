@@ -415,6 +415,7 @@ async fn run(cli: Cli) -> anyhow_lite::Result<ExitCode> {
                 .map_err(|e| format!("cannot listen on {listen}: {e}"))?;
             tracing::info!(listen = %listener.local_addr()?, database = %relentless_store::display_url(&db.url()), "relentless is serving");
             println!("Relentless is running at http://{}", listener.local_addr()?);
+            engine.warm_reports();
             let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
             let dispatcher = Dispatcher::new(engine.clone());
             let mut rx = stop_rx.clone();

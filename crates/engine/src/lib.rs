@@ -69,6 +69,9 @@ pub struct Config {
     /// Called at named points inside multi-row changes, with the transaction still open (see
     /// [`FaultHook`]). `None` in production.
     pub fault_hook: Option<FaultHook>,
+    /// How long a report summary is served as is before it is computed again (in the
+    /// background while the previous one is served; see [`reports`]).
+    pub report_fresh: std::time::Duration,
 }
 
 /// A test seam: a function the engine calls at named points in the middle of a transaction
@@ -96,6 +99,7 @@ impl Default for Config {
             app_confirms_opt_out: true,
             data_dir: "./relentless-data".into(),
             fault_hook: None,
+            report_fresh: std::time::Duration::from_secs(60),
         }
     }
 }
@@ -156,6 +160,8 @@ pub struct Engine {
     listening: Arc<tokio::sync::OnceCell<bool>>,
     /// Set when the process is shutting down (see [`Engine::close`]).
     closing: Arc<tokio::sync::watch::Sender<bool>>,
+    /// Report summaries computed off the request path (see [`reports`]).
+    reports: Arc<reports::ReportCache>,
 }
 
 impl Engine {
@@ -168,6 +174,7 @@ impl Engine {
             wake: Arc::new(Notify::new()),
             listening: Arc::new(tokio::sync::OnceCell::new()),
             closing: Arc::new(tokio::sync::watch::channel(false).0),
+            reports: Arc::default(),
         }
     }
 

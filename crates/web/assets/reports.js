@@ -57,7 +57,8 @@
       var st = Object.keys(r.answer_rate_by_step).map(function (k) { var x = r.answer_rate_by_step[k]; return { label: k.replace('relentless-21', 'r21').replace('speed-to-lead', 'stl'), value: Math.round(x.rate * 1000) / 10, title: k + ': ' + x.answered + ' of ' + x.sent }; });
       var od = Object.keys(r.overdue_tasks_by_agent).map(function (k) { return { label: k.split('@')[0], value: r.overdue_tasks_by_agent[k], color: '#d97706', title: k + ': ' + r.overdue_tasks_by_agent[k] + ' overdue tasks' }; });
       RL.render([
-        h('div', { class: 'row' }, h('label', { for: 'days', text: 'Period' }), days),
+        h('div', { class: 'row' }, h('label', { for: 'days', text: 'Period' }), days,
+          h('span', { class: 'muted', id: 'computed-at', text: 'Figures as of ' + RL.fmt(r.computed_at) })),
         h('div', { class: 'kpis' }, pctRow('Speed to lead (first attempt)', r.speed_to_lead), pctRow('Speed to first call', r.speed_to_call),
           h('div', { class: 'kpi' }, h('span', { class: 'muted', text: 'Leads below 8 attempts' }), h('b', { id: 'below8', text: r.leads_below_8_attempts }), h('a', { href: '/leads?below_attempts=8', text: 'See them' }))),
         bars('chart-speed', 'Speed to lead over time (median minutes, by day the lead came in)', speed),

@@ -308,6 +308,7 @@ fn schemas() -> Value {
     ]);
     let summary = obj(&[
         ("since", s()),
+        ("computed_at", s()),
         ("speed_to_lead", pct.clone()),
         ("speed_to_call", pct.clone()),
         (

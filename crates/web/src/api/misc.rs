@@ -73,6 +73,6 @@ pub async fn summary(
             .map_err(|_| ApiError::field("since", format!("'{s}' is not an instant like 2026-11-01T00:00:00Z or a date like 2026-11-01")))?,
     };
     Ok(Json(
-        serde_json::to_value(state.engine.report_summary(since).await?).unwrap_or_default(),
+        serde_json::to_value(&*state.engine.report_summary(since).await?).unwrap_or_default(),
     ))
 }

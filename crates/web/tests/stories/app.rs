@@ -652,3 +652,54 @@ async fn plan_preview_puts_every_text_and_call_inside_the_window_in_the_chosen_z
     assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{e}");
     assert_eq!(e["errors"][0]["field"], "steps[4].at", "{e}");
 }
+
+/// A report at a million leads takes seconds to compute, so the page is answered from the
+/// last summary of its window: within `report_fresh` as is, later the old one at once while
+/// a new one is computed behind it. Each says when it was computed.
+#[tokio::test]
+async fn reports_are_answered_from_the_last_summary_and_recomputed_behind_it() {
+    let config = relentless_engine::Config {
+        report_fresh: std::time::Duration::from_millis(300),
+        ..Default::default()
+    };
+    let app = TestApp::spawn_with_on(
+        BACKEND,
+        config,
+        std::sync::Arc::new(relentless_engine::channels::outbox::Outbox),
+    )
+    .await;
+    let below8 = |r: &Value| r["leads_below_8_attempts"].as_i64().unwrap();
+    let (s, first) = app.get(&app.admin, "/api/v1/reports/summary").await;
+    assert_eq!(s, StatusCode::OK, "{first}");
+    let computed: jiff::Timestamp = first["computed_at"].as_str().unwrap().parse().unwrap();
+    assert!((jiff::Timestamp::now() - computed).as_secs().abs() < 5);
+    let (s, lead) = app
+        .post(
+            &app.admin,
+            "/api/v1/leads",
+            json!({"first_name": "Report", "email": "report@example.com", "timezone": day_zone()}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{lead}");
+    // At once: the same summary, not a new computation per request.
+    let (_, again) = app.get(&app.admin, "/api/v1/reports/summary").await;
+    assert_eq!(again["computed_at"], first["computed_at"]);
+    assert_eq!(below8(&again), below8(&first));
+    // Once stale, the request that finds it so still gets it at once; the new figures follow.
+    tokio::time::sleep(std::time::Duration::from_millis(400)).await;
+    let (_, stale) = app.get(&app.admin, "/api/v1/reports/summary").await;
+    assert_eq!(stale["computed_at"], first["computed_at"]);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let (_, r) = app.get(&app.admin, "/api/v1/reports/summary").await;
+        if below8(&r) == below8(&first) + 1 {
+            assert_ne!(r["computed_at"], first["computed_at"]);
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "never recomputed: {r}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
