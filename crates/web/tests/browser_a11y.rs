@@ -165,25 +165,10 @@ async fn phone_and_keyboard(c: Client) {
         .await;
     assert_eq!(s, StatusCode::CREATED, "{lead}");
     let lead_id = lead["id"].as_i64().unwrap();
-    // Six minutes on, the lead's speed-to-lead call is due: Today has a card to work.
-    let mut tx = app.engine.store.write().await.unwrap();
-    tx.shift_lead_back(lead_id, 6 * 60_000).await.unwrap();
-    tx.commit().await.unwrap();
-    app.engine.wake.notify_one();
-    let call = eventually("a call task for the lead", 20, || async {
-        let (_, t) = app
-            .get(
-                &app.admin,
-                &format!("/api/v1/tasks?assignee=all&status=open&lead_id={lead_id}"),
-            )
-            .await;
-        t["items"]
-            .as_array()?
-            .iter()
-            .find(|x| x["kind"] == "call")
-            .cloned()
-    })
-    .await;
+    app.make_speed_to_lead_call_due(lead_id).await;
+    let call = app
+        .wait_task(lead_id, "open", |t| t["kind"] == "call")
+        .await;
 
     // The sign-in page, then every page of the app, at phone width.
     c.goto(&format!("{}/login", app.base)).await.unwrap();
@@ -278,18 +263,8 @@ async fn phone_and_keyboard(c: Client) {
         );
     }
     press(&c, ENTER).await;
-    eventually("the call logged from the keyboard", 15, || async {
-        let (_, t) = app
-            .get(
-                &app.admin,
-                &format!("/api/v1/tasks?assignee=all&status=done&lead_id={lead_id}"),
-            )
-            .await;
-        t["items"]
-            .as_array()?
-            .iter()
-            .find(|x| x["id"] == call["id"] && x["outcome"] == "voicemail")
-            .cloned()
+    app.wait_task(lead_id, "done", |t| {
+        t["id"] == call["id"] && t["outcome"] == "voicemail"
     })
     .await;
 

@@ -49,11 +49,7 @@ async fn agent_day(c: Client) {
         .await;
     assert_eq!(s, StatusCode::CREATED, "{lead}");
     let lead_id = lead["id"].as_i64().unwrap();
-    // Five minutes on: the lead came in six minutes ago, so its speed-to-lead call is due.
-    let mut tx = app.engine.store.write().await.unwrap();
-    tx.shift_lead_back(lead_id, 6 * 60_000).await.unwrap();
-    tx.commit().await.unwrap();
-    app.engine.wake.notify_one();
+    app.make_speed_to_lead_call_due(lead_id).await;
     let call = eventually("a call task for the new lead", 20, || async {
         let mut tx = app.engine.store.read().await.ok()?;
         let tasks = tx
@@ -92,18 +88,8 @@ async fn agent_day(c: Client) {
     // (2) One click logs the call; the page is not reloaded and the task is done.
     js(&c, "window.__stay = 42; return true;", vec![]).await;
     click(&c, &format!("{card} [data-outcome=no_answer]")).await;
-    eventually("the task done through the app", 15, || async {
-        let (_, t) = app
-            .get(
-                &app.admin,
-                &format!("/api/v1/tasks?assignee=all&status=done&lead_id={lead_id}"),
-            )
-            .await;
-        t["items"]
-            .as_array()?
-            .iter()
-            .find(|x| x["id"] == call.id && x["outcome"] == "no_answer")
-            .cloned()
+    app.wait_task(lead_id, "done", |t| {
+        t["id"] == call.id && t["outcome"] == "no_answer"
     })
     .await;
     assert_eq!(js(&c, "return window.__stay;", vec![]).await, json!(42));

@@ -251,6 +251,39 @@ impl TestApp {
         self.call(token, Method::DELETE, path, None).await
     }
 
+    /// Makes the lead six minutes old (it came in then) and wakes the dispatcher: its
+    /// speed-to-lead call, five minutes in, is due now.
+    pub async fn make_speed_to_lead_call_due(&self, lead: i64) {
+        let mut tx = self.engine.store.write().await.unwrap();
+        tx.shift_lead_back(lead, 6 * 60_000).await.unwrap();
+        tx.commit().await.unwrap();
+        self.engine.wake.notify_one();
+    }
+
+    /// Waits (up to 20 s) for a task of the lead's with this status that `pick` chooses.
+    pub async fn wait_task(&self, lead: i64, status: &str, pick: impl Fn(&Value) -> bool) -> Value {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        loop {
+            let (_, t) = self
+                .get(
+                    &self.admin,
+                    &format!("/api/v1/tasks?assignee=all&status={status}&lead_id={lead}"),
+                )
+                .await;
+            if let Some(task) = t["items"]
+                .as_array()
+                .and_then(|i| i.iter().find(|x| pick(x)))
+            {
+                return task.clone();
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no {status} task of lead {lead} as wanted: {t}"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    }
+
     /// Adds a user who can sign in to the app with `password`.
     pub async fn add_user(&self, email: &str, name: &str, role: &str, password: &str) {
         let (s, u) = self

@@ -304,11 +304,7 @@ async fn today_lists_the_call_with_its_attempt_and_pins_an_engaging_lead() {
         .await;
     assert_eq!(s, StatusCode::CREATED, "{lead}");
     let lead_id = lead["id"].as_i64().unwrap();
-    // Five minutes on: the lead came in six minutes ago, so its speed-to-lead call is due.
-    let mut tx = app.engine.store.write().await.unwrap();
-    tx.shift_lead_back(lead_id, 6 * 60_000).await.unwrap();
-    tx.commit().await.unwrap();
-    app.engine.wake.notify_one();
+    app.make_speed_to_lead_call_due(lead_id).await;
     let mut today = Value::Null;
     for _ in 0..100 {
         today = app.get(&agent, "/api/v1/today").await.1;
