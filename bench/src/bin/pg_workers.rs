@@ -1,10 +1,12 @@
 //! Issue 5: fired touches per second with 1, 2 and 4 `relentless worker` processes on
 //! PostgreSQL, next to one `relentless worker` on SQLite (the single dispatcher), same data.
 //!
-//! Every run starts from a fresh database (PostgreSQL: a new database on the test server,
-//! `RELENTLESS_TEST_POSTGRES` or 127.0.0.1:5432, dropped afterwards; SQLite: a new file in the
-//! temp directory, deleted afterwards): migrations, `Engine::init`, a one-email plan `bench`
-//! and `--touches` leads each with one email due now. Then K real worker processes of
+//! Every run starts from a fresh database (PostgreSQL: a file copy of a database seeded once on
+//! the test server, `RELENTLESS_TEST_POSTGRES` or 127.0.0.1:5432, dropped afterwards; SQLite: a
+//! new file in the temp directory, deleted afterwards): migrations, `Engine::init`, a one-email
+//! plan `bench`, `--leads` leads of which the first `--touches` have one email due now, and
+//! `--future` touches per lead of a `later` plan due from tomorrow on (the size of the tables
+//! and indexes: `--leads 1000000 --future 12` is the main benchmark's 13 touches per lead). Then K real worker processes of
 //! `target/release/relentless` are started (outbox channels: no SMTP/Twilio settings) and the
 //! clock runs until no `bench` touch is `scheduled` or `sending`. Afterwards every touch must be
 //! `sent`, the outbox must hold exactly one copy of each.
@@ -32,6 +34,11 @@ const PLAN_SOURCE: &str =
 
 struct Args {
     touches: i64,
+    /// Leads in the database (at least `touches`): the first `touches` have a touch due now.
+    leads: i64,
+    /// Touches per lead scheduled for later (another plan, never due during a run): the
+    /// tables and indexes a dispatcher works in are the size of a real team's.
+    future: i64,
     workers: Vec<usize>,
     sqlite: bool,
     bin: PathBuf,
@@ -41,6 +48,8 @@ struct Args {
 fn parse_args() -> Result<Args, BoxErr> {
     let mut a = Args {
         touches: 50_000,
+        leads: 0,
+        future: 0,
         workers: vec![1, 2, 4],
         sqlite: true,
         bin: PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/release/relentless"),
@@ -51,6 +60,8 @@ fn parse_args() -> Result<Args, BoxErr> {
         let mut value = || it.next().ok_or_else(|| format!("{flag} needs a value"));
         match flag.as_str() {
             "--touches" => a.touches = value()?.parse()?,
+            "--leads" => a.leads = value()?.parse()?,
+            "--future" => a.future = value()?.parse()?,
             "--workers" => {
                 a.workers = value()?
                     .split(',')
@@ -62,13 +73,14 @@ fn parse_args() -> Result<Args, BoxErr> {
             "--cap" => a.cap = value()?.parse()?,
             "-h" | "--help" => {
                 println!(
-                    "pg_workers [--touches N] [--workers 1,2,4] [--no-sqlite] [--bin PATH] [--cap SECS]"
+                    "pg_workers [--touches N] [--leads N] [--future K] [--workers 1,2,4] [--no-sqlite] [--bin PATH] [--cap SECS]"
                 );
                 std::process::exit(0);
             }
             other => return Err(format!("unknown argument {other}").into()),
         }
     }
+    a.leads = a.leads.max(a.touches);
     Ok(a)
 }
 
@@ -125,21 +137,46 @@ async fn prepare(url: &str) -> Result<(), BoxErr> {
         updated_at: now,
     })
     .await?;
+    tx.plan_save(&PlanRow {
+        slug: "later".into(),
+        name: "Later".into(),
+        version: 1,
+        source: LATER_SOURCE.into(),
+        updated_at: now,
+    })
+    .await?;
     tx.commit().await?;
     Ok(())
 }
+
+const LATER_SOURCE: &str = "slug='later'\nname='Later'\n[[steps]]\nafter='+30d'\nchannel='email'\ntemplate='bench-email'\n";
 
 // The same rows on both backends: lead i is `B{i} Bench <b{i}@example.com>`, 8 attempts
 // already (finishing the plan starts no `nurture`, SPEC §5.6), one active `bench` enrollment,
 // one email touch due now.
 const LEADS: &str = "INSERT INTO leads (first_name, last_name, email, email_key, timezone, source, level, stage, attempts, created_at, updated_at)
      SELECT 'B' || i, 'Bench', 'b' || i || '@example.com', 'b' || i || '@example.com', $1, 'bench', 'warm', 'attempting', 8, $2, $2";
+// Leads 1..=touches get the `bench` touch due now; every lead gets `future` touches of a
+// `later` enrollment, due from tomorrow on. `$1` is bound (now); {touches} and {future} are
+// the numbers from the command line, written in (see `numbers`).
 const ENROLLMENTS: &str = "INSERT INTO enrollments (lead_id, plan, plan_version, state, started_at)
-     SELECT id, 'bench', 1, 'active', $1 FROM leads WHERE source = 'bench'";
+     SELECT id, 'bench', 1, 'active', $1 FROM leads WHERE source = 'bench' AND id <= {touches}";
 const TOUCHES: &str = "INSERT INTO touches (enrollment_id, lead_id, plan, step, channel, template, planned_at, due_at, created_at)
      SELECT id, lead_id, 'bench', 0, 'email', 'bench-email', $1, $1, $1 FROM enrollments WHERE plan = 'bench'";
+const LATER_ENROLLMENTS: &str =
+    "INSERT INTO enrollments (lead_id, plan, plan_version, state, started_at)
+     SELECT id, 'later', 1, 'active', $1 FROM leads WHERE source = 'bench' AND {future} > 0";
+const LATER_TOUCHES: &str = "INSERT INTO touches (enrollment_id, lead_id, plan, step, channel, template, planned_at, due_at, created_at)
+     SELECT e.id, e.lead_id, 'later', k.k, 'email', 'bench-email', $1 + (k.k + 1) * 86400000, $1 + (k.k + 1) * 86400000, $1
+     FROM enrollments e JOIN ks k ON k.k < {future} WHERE e.plan = 'later'";
 
-async fn seed_postgres(url: &str, n: i64) -> Result<(), BoxErr> {
+/// Writes the run's sizes into a statement: integers parsed from the command line.
+fn numbers(sql: &str, a: &Args) -> String {
+    sql.replace("{touches}", &a.touches.to_string())
+        .replace("{future}", &a.future.to_string())
+}
+
+async fn seed_postgres(url: &str, a: &Args) -> Result<(), BoxErr> {
     prepare(url).await?;
     let pool = sqlx::PgPool::connect(url).await?;
     let now = now_ms();
@@ -148,17 +185,26 @@ async fn seed_postgres(url: &str, n: i64) -> Result<(), BoxErr> {
     )))
     .bind(day_zone())
     .bind(now)
-    .bind(n)
+    .bind(a.leads)
     .execute(&pool)
     .await?;
-    sqlx::query(ENROLLMENTS).bind(now).execute(&pool).await?;
-    sqlx::query(TOUCHES).bind(now).execute(&pool).await?;
+    for sql in [
+        ENROLLMENTS.to_string(),
+        TOUCHES.to_string(),
+        LATER_ENROLLMENTS.to_string(),
+        format!("WITH ks AS (SELECT generate_series(0, 999) AS k) {LATER_TOUCHES}"),
+    ] {
+        sqlx::query(sqlx::AssertSqlSafe(numbers(&sql, a)))
+            .bind(now)
+            .execute(&pool)
+            .await?;
+    }
     sqlx::query("VACUUM ANALYZE").execute(&pool).await?;
     pool.close().await;
     Ok(())
 }
 
-async fn seed_sqlite(url: &str, n: i64) -> Result<(), BoxErr> {
+async fn seed_sqlite(url: &str, a: &Args) -> Result<(), BoxErr> {
     prepare(url).await?;
     let pool = sqlx::SqlitePool::connect(url).await?;
     let now = now_ms();
@@ -169,12 +215,19 @@ async fn seed_sqlite(url: &str, n: i64) -> Result<(), BoxErr> {
     .replace('$', "?")))
     .bind(day_zone())
     .bind(now)
-    .bind(n)
+    .bind(a.leads)
     .execute(&mut *tx)
     .await?;
     // `$N` would be numbered by first appearance on SQLite; `?N` is explicit.
-    for sql in [ENROLLMENTS, TOUCHES] {
-        sqlx::query(sqlx::AssertSqlSafe(sql.replace('$', "?")))
+    for sql in [
+        ENROLLMENTS.to_string(),
+        TOUCHES.to_string(),
+        LATER_ENROLLMENTS.to_string(),
+        format!(
+            "WITH RECURSIVE ks(k) AS (SELECT 0 UNION ALL SELECT k + 1 FROM ks WHERE k < 999) {LATER_TOUCHES}"
+        ),
+    ] {
+        sqlx::query(sqlx::AssertSqlSafe(numbers(&sql, a).replace('$', "?")))
             .bind(now)
             .execute(&mut *tx)
             .await?;
@@ -356,8 +409,10 @@ async fn main() -> Result<(), BoxErr> {
     let logs = std::env::temp_dir().join(format!("relentless-pg-workers-{}", std::process::id()));
     std::fs::create_dir_all(&logs)?;
     println!(
-        "pg_workers: {} due email touches per run, workers {:?}, {} cores, load average {} at start, {}",
+        "pg_workers: {} due email touches per run among {} leads with {} later touches each, workers {:?}, {} cores, load average {} at start, {}",
         a.touches,
+        a.leads,
+        a.future,
         a.workers,
         std::thread::available_parallelism().map_or(0, |n| n.get()),
         loadavg(),
@@ -371,7 +426,7 @@ async fn main() -> Result<(), BoxErr> {
         let file = logs.join("bench.db");
         let url = format!("sqlite://{}", file.display());
         let t = Instant::now();
-        seed_sqlite(&url, a.touches).await?;
+        seed_sqlite(&url, &a).await?;
         eprintln!("sqlite seeded in {:.1} s", t.elapsed().as_secs_f64());
         let o = measure(&a, "sqlite", &url, 1, &logs).await;
         for suffix in ["", "-wal", "-shm"] {
@@ -379,12 +434,25 @@ async fn main() -> Result<(), BoxErr> {
         }
         report(&o?, a.touches);
     }
-    for &k in &a.workers {
+    // Seeded once; every run gets a fresh file copy of it.
+    let template = if a.workers.is_empty() {
+        None
+    } else {
         let db = TestDatabase::create().await?;
         let t = Instant::now();
-        seed_postgres(db.url(), a.touches).await?;
+        seed_postgres(db.url(), &a).await?;
         eprintln!(
             "postgres {} seeded in {:.1} s",
+            db.name(),
+            t.elapsed().as_secs_f64()
+        );
+        Some(db)
+    };
+    for &k in &a.workers {
+        let t = Instant::now();
+        let db = TestDatabase::copy_of(template.as_ref().unwrap().name()).await?;
+        eprintln!(
+            "postgres {} copied in {:.1} s",
             db.name(),
             t.elapsed().as_secs_f64()
         );
@@ -392,6 +460,7 @@ async fn main() -> Result<(), BoxErr> {
         drop(db);
         report(&o?, a.touches);
     }
+    drop(template);
     let _ = std::fs::remove_dir_all(&logs);
     Ok(())
 }
