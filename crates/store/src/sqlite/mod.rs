@@ -16,6 +16,8 @@ macro_rules! sql {
 
 pub struct SqliteStore {
     writer: SqlitePool,
+    /// Held while a stuck writer connection is replaced (see `write`).
+    recovering: tokio::sync::Mutex<()>,
     reader: SqlitePool,
     url: String,
 }
@@ -75,6 +77,7 @@ impl SqliteStore {
             .await?;
         Ok(SqliteStore {
             writer,
+            recovering: tokio::sync::Mutex::new(()),
             reader,
             url: url.to_string(),
         })
@@ -90,20 +93,28 @@ impl SqliteStore {
 impl Store for SqliteStore {
     async fn write(&self) -> Result<Box<dyn Tx>> {
         // IMMEDIATE takes the write lock up front: no deadlock from upgrading a read later.
-        let tx = match self.writer.begin_with("BEGIN IMMEDIATE").await {
-            Ok(tx) => tx,
-            // A COMMIT that failed (the disk was full) can leave the writer connection marked
-            // as inside a transaction that SQLite has already rolled back, so every later
-            // BEGIN would fail and the server could never write again: that connection is
-            // closed and a fresh one takes its place.
-            Err(e) if e.to_string().contains("transaction depth") => {
-                tracing::warn!(error = %e, "reopening the database's writer connection");
-                let mut conn = self.writer.acquire().await?;
-                conn.close_on_drop();
-                drop(conn);
-                self.writer.begin_with("BEGIN IMMEDIATE").await?
+        let mut attempt = 0;
+        let tx = loop {
+            match self.writer.begin_with("BEGIN IMMEDIATE").await {
+                Ok(tx) => break tx,
+                // A COMMIT that failed (the disk was full) leaves the writer connection marked
+                // as inside a transaction that SQLite has already rolled back (sqlx's ROLLBACK
+                // then fails too), so every later BEGIN would fail and the server could never
+                // write again: that connection is closed and a fresh one takes its place. Two
+                // requests may meet it at once; one recovers at a time, and a connection that
+                // is not stuck is kept.
+                Err(e) if e.to_string().contains("transaction depth") && attempt < 3 => {
+                    attempt += 1;
+                    let _one_at_a_time = self.recovering.lock().await;
+                    let mut conn = self.writer.acquire().await?;
+                    if sqlx::Connection::is_in_transaction(&*conn) {
+                        tracing::warn!(error = %e, "reopening the database's writer connection");
+                        conn.close_on_drop();
+                    }
+                    drop(conn);
+                }
+                Err(e) => return Err(e.into()),
             }
-            Err(e) => return Err(e.into()),
         };
         Ok(Box::new(SqliteTx { tx }))
     }
