@@ -10,7 +10,6 @@ use crate::json::{JsonBody, opt_instant, opt_str, req_str};
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
-use relentless_core::plan::{Plan, PlanSpec};
 use relentless_core::types::Channel;
 use relentless_engine::messages::{ManualMessage, sample_lead};
 use serde_json::{Value, json};
@@ -73,21 +72,7 @@ pub async fn preview_plan(
     _user: CurrentUser,
     JsonBody(body): JsonBody,
 ) -> ApiResult<Json<Value>> {
-    let plan = match body.get("source").and_then(Value::as_str) {
-        Some(src) => Plan::from_toml(src),
-        None => {
-            // The preview's own fields are not the plan's.
-            let mut plan = body.clone();
-            if let Some(o) = plan.as_object_mut() {
-                o.remove("timezone");
-                o.remove("start_at");
-            }
-            let spec: PlanSpec =
-                serde_json::from_value(plan).map_err(|e| ApiError::field("plan", e.to_string()))?;
-            Plan::from_spec(spec)
-        }
-    }
-    .map_err(|e| ApiError::field(&e.field, e.message))?;
+    let plan = super::plans::plan_from_body(&body, None, &["timezone", "start_at"])?;
     let team = state.engine.team_ctx().await?;
     let mut lead = sample_lead(&team);
     if let Some(tz) = opt_str(&body, "timezone")? {

@@ -24,6 +24,34 @@ fn require_object(body: &Value) -> ApiResult<()> {
     }
 }
 
+/// A plan from a request body: `{"source": "<TOML plan file>"}` or the plan as JSON, where
+/// `slug` fills in a missing slug and `not_the_plan` names the request's own fields (a
+/// preview's zone) that are not the plan's. Errors name the plan's field.
+pub(crate) fn plan_from_body(
+    body: &Value,
+    slug: Option<&str>,
+    not_the_plan: &[&str],
+) -> ApiResult<Plan> {
+    match body.get("source").and_then(Value::as_str) {
+        Some(src) => Plan::from_toml(src),
+        None => {
+            let mut b = body.clone();
+            if let Some(o) = b.as_object_mut() {
+                for k in not_the_plan {
+                    o.remove(*k);
+                }
+                if let Some(slug) = slug {
+                    o.entry("slug").or_insert_with(|| json!(slug));
+                }
+            }
+            let spec: PlanSpec =
+                serde_json::from_value(b).map_err(|e| ApiError::field("plan", e.to_string()))?;
+            Plan::from_spec(spec)
+        }
+    }
+    .map_err(|e| ApiError::field(&e.field, e.message))
+}
+
 fn plan_json(row: &PlanRow) -> Value {
     let parsed = Plan::from_toml(&row.source).ok();
     json!({
@@ -70,19 +98,7 @@ pub async fn put_plan(
 ) -> ApiResult<Json<Value>> {
     user.require_admin()?;
     require_object(&body)?;
-    let plan = match body.get("source").and_then(Value::as_str) {
-        Some(src) => Plan::from_toml(src),
-        None => {
-            let mut b = body.clone();
-            if b.get("slug").is_none() {
-                b["slug"] = json!(slug);
-            }
-            let spec: PlanSpec =
-                serde_json::from_value(b).map_err(|e| ApiError::field("plan", e.to_string()))?;
-            Plan::from_spec(spec)
-        }
-    }
-    .map_err(|e| ApiError::field(&e.field, e.message))?;
+    let plan = plan_from_body(&body, Some(&slug), &[])?;
     if plan.slug() != slug {
         return Err(ApiError::field(
             "slug",
