@@ -19,7 +19,7 @@
 
 mod common;
 
-use common::TestApp;
+use common::{TestApp, day_zone};
 use relentless_engine::Config;
 use reqwest::Method;
 use serde_json::{Value, json};
@@ -579,7 +579,9 @@ async fn every_route_answers_each_kind_of_caller_as_the_rules_say() {
     eprintln!("authorization matrix: {requests} requests, all as the rules say");
 }
 
-/// The tracking token in an email sent to `lead` (from the outbox copy's links).
+/// The tracking token in an email sent to `lead` (from the outbox copy's links). The lead must
+/// be in a zone where it is daytime (`day_zone`): at night its speed-to-lead text (and with no
+/// phone, its email fallback) waits for the morning.
 async fn tracking_token(app: &TestApp, lead: i64) -> String {
     for _ in 0..200 {
         if let Some(m) = app
@@ -620,7 +622,7 @@ async fn webhooks_and_pages_refuse_bad_credentials_and_change_nothing() {
         .post(
             &app.admin,
             "/api/v1/leads",
-            json!({"first_name": "Pat", "email": "pat@example.com"}),
+            json!({"first_name": "Pat", "email": "pat@example.com", "timezone": day_zone()}),
         )
         .await;
     assert_eq!(s, 201);
@@ -834,7 +836,7 @@ async fn tracking_intake_and_api_tokens_carry_at_least_128_random_bits() {
             .post(
                 &app.admin,
                 "/api/v1/leads",
-                json!({"first_name": "T", "email": format!("t{i}@example.com")}),
+                json!({"first_name": "T", "email": format!("t{i}@example.com"), "timezone": day_zone()}),
             )
             .await;
         let t = tracking_token(&app, l["id"].as_i64().unwrap()).await;
@@ -978,7 +980,7 @@ async fn tokens_never_reach_the_logs_even_at_trace_level() {
         .post(
             &app.admin,
             "/api/v1/leads",
-            json!({"first_name": "Logan", "email": "logan@example.com"}),
+            json!({"first_name": "Logan", "email": "logan@example.com", "timezone": day_zone()}),
         )
         .await;
     let tracking = tracking_token(&app, l["id"].as_i64().unwrap()).await;
@@ -1122,7 +1124,8 @@ async fn a_lead_named_script_is_text_in_the_email_and_the_video_and_unsubscribe_
         .post(
             &app.admin,
             "/api/v1/leads",
-            json!({"first_name": evil, "last_name": "<img src=x onerror=alert(2)>", "email": "evil@example.com"}),
+            json!({"first_name": evil, "last_name": "<img src=x onerror=alert(2)>", "email": "evil@example.com",
+                   "timezone": day_zone()}),
         )
         .await;
     assert_eq!(s, 201, "{l}");
