@@ -187,8 +187,24 @@ impl Dispatcher {
         Duration::from_millis(ms as u64 + if ms > 0 { 5 } else { 0 })
     }
 
-    /// One batch: expire stale leases, claim, send, record.
+    /// One batch: expire stale leases, claim, send, record. Tried again when the database broke
+    /// a deadlock (PostgreSQL, workers whose batches share leads): the transaction that failed
+    /// rolled back whole, so its touches are due again and nothing of it went out.
     pub async fn tick(&mut self) -> Result<BatchReport> {
+        let mut tries = 0;
+        loop {
+            match self.tick_once().await {
+                Err(crate::Error::Store(StoreError::Busy)) if tries < 3 => {
+                    tries += 1;
+                    tracing::warn!(tries, "a dispatch batch hit a busy database; retrying");
+                    tokio::time::sleep(Duration::from_millis(20 * tries)).await;
+                }
+                r => return r,
+            }
+        }
+    }
+
+    async fn tick_once(&mut self) -> Result<BatchReport> {
         let now = now_ms();
         let e = &self.engine;
         let mut report = BatchReport::default();
@@ -284,13 +300,6 @@ impl Dispatcher {
             }
         }
 
-        let mut results: Vec<TouchResult> = Vec::with_capacity(claimed.len());
-        let mut outbox: Vec<NewOutbox> = Vec::new();
-        let mut tasks: Vec<NewTask> = Vec::new();
-        let mut task_channels: Vec<Channel> = Vec::new();
-        let mut holds: Vec<(i64, Millis, String)> = Vec::new();
-        let mut blocked_leads: Vec<i64> = Vec::new();
-        let mut bad_addresses: Vec<(i64, Channel)> = Vec::new();
         let mut actions: Vec<(&Touch, &Lead, Action)> = Vec::with_capacity(claimed.len());
         for t in &claimed {
             let Some(lead) = leads.get(&t.lead_id) else {
@@ -332,191 +341,43 @@ impl Dispatcher {
         }
         tx.tracking_insert_many(&tracking).await?;
         tx.touches_set_message_ids(&message_ids).await?;
-        tx.commit().await?;
         drop(tracking);
 
-        for (t, lead, action) in actions {
-            let mut result = TouchResult {
-                touch_id: t.id,
-                lead_id: t.lead_id,
-                status: TouchStatus::Skipped,
-                reason: None,
-                sent_channel: None,
-                subject: None,
-                content: None,
-                provider_id: None,
-                attempt: false,
-            };
-            match action {
-                Action::Send { msg, channel, .. } => {
-                    result.sent_channel = Some(channel);
-                    result.subject = msg.subject.clone();
-                    result.content = Some(msg.body.clone());
-                    match e.channel.send(&msg).await {
-                        Ok(sent) => {
-                            result.status = TouchStatus::Sent;
-                            result.provider_id = sent.provider_id;
-                            result.attempt = true;
-                            outbox.extend(sent.outbox);
-                            report.sent += 1;
-                            metrics::counter!("relentless_touches_sent_total", "channel" => channel.as_str()).increment(1);
-                        }
-                        Err(SendError::Transient(why)) => {
-                            holds.push((
-                                t.id,
-                                now + 60_000,
-                                format!("not sent yet: {why}; retrying"),
-                            ));
-                            continue;
-                        }
-                        Err(SendError::Permanent(why)) => {
-                            result.status = TouchStatus::Failed;
-                            result.reason = Some(why);
-                        }
-                        Err(SendError::BadAddress(why)) => {
-                            result.status = TouchStatus::Failed;
-                            result.reason = Some(why);
-                            bad_addresses.push((lead.id, channel));
-                        }
-                        Err(SendError::Unknown(why)) => {
-                            result.status = TouchStatus::Uncertain;
-                            result.reason =
-                                Some(format!("{why}; it may have been sent, so it is not resent"));
-                            report.uncertain += 1;
-                        }
-                    }
-                }
-                Action::Task { task, channel } => {
-                    tasks.push(task);
-                    task_channels.push(channel);
-                    report.tasks += 1;
-                    continue;
-                }
-                Action::Skip(reason) => {
-                    if !lead.can_text() && !lead.can_email() && !lead.can_call() {
-                        blocked_leads.push(lead.id);
-                    }
-                    result.reason = Some(reason);
-                    report.skipped += 1;
-                }
-                Action::Fail(reason) => {
-                    result.status = TouchStatus::Failed;
-                    result.reason = Some(reason);
-                }
-                Action::Hold { due, reason } => {
-                    holds.push((t.id, due, reason));
-                    continue;
-                }
-            }
-            results.push(result);
+        // What never leaves the process (tasks, skips, holds, and messages to a channel that
+        // only writes to the database, like the built-in outbox) is carried out and recorded
+        // in this same transaction: such a touch goes from `scheduled` to settled in one
+        // commit, and at-most-once holds because nothing happened outside the database.
+        // Only messages for an outside provider stay `sending` across the commit (SPEC §5.4).
+        let (local, remote): (Vec<_>, Vec<_>) =
+            actions.into_iter().partition(|(_, _, a)| match a {
+                Action::Send { msg, .. } => e.channel.is_local(msg.channel),
+                _ => true,
+            });
+        let mut done = Outcomes::default();
+        for (t, lead, action) in local {
+            self.carry_out(t, lead, action, now, &mut done, &mut report)
+                .await;
+        }
+        let fx = record(tx.as_mut(), &done, &team, &leads, now).await?;
+        tx.commit().await?;
+        e.apply_effects(fx);
+        if remote.is_empty() {
+            return Ok(report);
         }
 
+        let mut sent = Outcomes::default();
+        for (t, lead, action) in remote {
+            self.carry_out(t, lead, action, now, &mut sent, &mut report)
+                .await;
+        }
         // 3. record. Retried when the database broke a deadlock (PostgreSQL, workers sharing
         // leads): the failed attempt rolled back whole and what was sent is known, so
         // recording it again is safe, while giving up would leave sent touches `uncertain`.
-        blocked_leads.sort_unstable();
-        blocked_leads.dedup();
         let mut tries = 0;
         let fx = loop {
             let recorded: Result<Effects> = async {
-                let mut fx = Effects::default();
                 let mut tx = e.store.write().await?;
-                tx.touches_record(&results, now).await?;
-                tx.outbox_insert_many(&outbox, now).await?;
-                let in_outbox: HashSet<i64> = outbox.iter().filter_map(|m| m.touch_id).collect();
-                let acts: Vec<NewActivity> = results
-                    .iter()
-                    .map(|r| {
-                        let detail = match (r.status, r.sent_channel) {
-                            (TouchStatus::Sent, Some(ch)) => format!(
-                                "{} sent{}",
-                                crate::capital(ch.as_str()),
-                                if in_outbox.contains(&r.touch_id) { " to the outbox (not delivered)" } else { "" }
-                            ),
-                            (s, _) => format!("Touch {s}: {}", r.reason.clone().unwrap_or_default()),
-                        };
-                        NewActivity {
-                            lead_id: r.lead_id,
-                            kind: format!("touch_{}", r.status),
-                            detail,
-                            data: Some(serde_json::json!({"touch_id": r.touch_id, "subject": r.subject, "body": r.content})),
-                            actor_id: None,
-                            at: now,
-                        }
-                    })
-                    .collect();
-                tx.activities_insert(&acts).await?;
-                // Every task of the batch and its agent's `task_due` notification, in a few
-                // statements for the whole batch.
-                tx.touch_tasks_insert(&tasks, now).await?;
-                let due_alerts: Vec<NewNotification> = tasks
-                    .iter()
-                    .zip(&task_channels)
-                    .filter_map(|(task, channel)| {
-                        let user_id = task.assignee_id?;
-                        let lead = leads.get(&task.lead_id)?;
-                        let what = match channel {
-                            Channel::Video => "record and send a personal video",
-                            Channel::Call => "call",
-                            _ => "follow up",
-                        };
-                        Some(NewNotification {
-                            user_id,
-                            event: EventKind::TaskDue,
-                            lead_id: Some(lead.id),
-                            lead_name: lead.full_name(),
-                            kind: task.kind.as_str().into(),
-                            at: now,
-                            detail: format!("Time to {what}: {}", lead.full_name()),
-                        })
-                    })
-                    .collect();
-                let ids = tx.notifications_insert(&due_alerts).await?;
-                fx.notifications
-                    .extend(due_alerts.into_iter().zip(ids).map(|(n, id)| Notification {
-                        id,
-                        user_id: n.user_id,
-                        event: n.event.as_str().into(),
-                        lead_id: n.lead_id,
-                        lead_name: n.lead_name,
-                        kind: n.kind,
-                        at: n.at,
-                        detail: n.detail,
-                    }));
-                for (id, due, reason) in &holds {
-                    tx.touch_reschedule(*id, *due, reason).await?;
-                }
-                for (lead_id, channel) in &bad_addresses {
-                    if let Some(mut l) = tx.lead(*lead_id).await? {
-                        match channel {
-                            Channel::Email => l.email_bad = true,
-                            _ => l.phone_bad = true,
-                        }
-                        l.updated_at = now;
-                        tx.lead_save(&l).await?;
-                    }
-                }
-                for lead_id in &blocked_leads {
-                    if stop_all(tx.as_mut(), *lead_id, "every channel is blocked", now).await? > 0 {
-                        tx.activity_insert(&NewActivity {
-                            lead_id: *lead_id,
-                            kind: "plans_left".into(),
-                            detail: "Every channel is blocked (opted out, do-not-call or bad contact details): the lead left its plans".into(),
-                            data: None,
-                            actor_id: None,
-                            at: now,
-                        })
-                        .await?;
-                    }
-                }
-                let enrollment_ids: Vec<i64> = claimed
-                    .iter()
-                    .map(|t| t.enrollment_id)
-                    .collect::<HashSet<_>>()
-                    .into_iter()
-                    .collect();
-                settle_enrollments(tx.as_mut(), &team, &enrollment_ids, now).await?;
-                tx.leads_refresh_next(&lead_ids).await?;
+                let fx = record(tx.as_mut(), &sent, &team, &leads, now).await?;
                 tx.commit().await?;
                 Ok(fx)
             }
@@ -532,6 +393,92 @@ impl Dispatcher {
         };
         e.apply_effects(fx);
         Ok(report)
+    }
+
+    /// Hands one decided touch to its channel (for a message) and notes what became of it.
+    async fn carry_out(
+        &self,
+        t: &Touch,
+        lead: &Lead,
+        action: Action,
+        now: Millis,
+        out: &mut Outcomes,
+        report: &mut BatchReport,
+    ) {
+        out.enrollment_ids.insert(t.enrollment_id);
+        out.lead_ids.insert(t.lead_id);
+        let mut result = TouchResult {
+            touch_id: t.id,
+            lead_id: t.lead_id,
+            status: TouchStatus::Skipped,
+            reason: None,
+            sent_channel: None,
+            subject: None,
+            content: None,
+            provider_id: None,
+            attempt: false,
+        };
+        match action {
+            Action::Send { msg, channel, .. } => {
+                result.sent_channel = Some(channel);
+                result.subject = msg.subject.clone();
+                result.content = Some(msg.body.clone());
+                match self.engine.channel.send(&msg).await {
+                    Ok(sent) => {
+                        result.status = TouchStatus::Sent;
+                        result.provider_id = sent.provider_id;
+                        result.attempt = true;
+                        out.outbox.extend(sent.outbox);
+                        report.sent += 1;
+                        metrics::counter!("relentless_touches_sent_total", "channel" => channel.as_str()).increment(1);
+                    }
+                    Err(SendError::Transient(why)) => {
+                        out.holds.push((
+                            t.id,
+                            now + 60_000,
+                            format!("not sent yet: {why}; retrying"),
+                        ));
+                        return;
+                    }
+                    Err(SendError::Permanent(why)) => {
+                        result.status = TouchStatus::Failed;
+                        result.reason = Some(why);
+                    }
+                    Err(SendError::BadAddress(why)) => {
+                        result.status = TouchStatus::Failed;
+                        result.reason = Some(why);
+                        out.bad_addresses.push((lead.id, channel));
+                    }
+                    Err(SendError::Unknown(why)) => {
+                        result.status = TouchStatus::Uncertain;
+                        result.reason =
+                            Some(format!("{why}; it may have been sent, so it is not resent"));
+                        report.uncertain += 1;
+                    }
+                }
+            }
+            Action::Task { task, channel } => {
+                out.tasks.push((task, channel));
+                report.tasks += 1;
+                return;
+            }
+            Action::Skip(reason) => {
+                if !lead.can_text() && !lead.can_email() && !lead.can_call() {
+                    out.blocked_leads.insert(lead.id);
+                }
+                result.reason = Some(reason);
+                report.skipped += 1;
+            }
+            Action::Fail(reason) => {
+                result.status = TouchStatus::Failed;
+                result.reason = Some(reason);
+            }
+            Action::Hold { due, reason } => {
+                out.holds.push((t.id, due, reason));
+                return;
+            }
+        }
+        out.results.push(result);
     }
 
     /// Call tasks on hot leads overdue past the team's threshold notify the admins (SPEC §5.6).
@@ -574,6 +521,133 @@ impl Dispatcher {
         e.apply_effects(fx);
         Ok(())
     }
+}
+
+/// What became of some claimed touches, to be written in one transaction by [`record`].
+#[derive(Default)]
+struct Outcomes {
+    results: Vec<TouchResult>,
+    outbox: Vec<NewOutbox>,
+    tasks: Vec<(NewTask, Channel)>,
+    holds: Vec<(i64, Millis, String)>,
+    blocked_leads: std::collections::BTreeSet<i64>,
+    bad_addresses: Vec<(i64, Channel)>,
+    enrollment_ids: HashSet<i64>,
+    lead_ids: HashSet<i64>,
+}
+
+/// Writes `out`: every outcome, the outbox copies, timeline entries, tasks and their
+/// notifications, then completes finished enrollments and refreshes the leads' next touch.
+/// A few statements for the whole batch, not a few per touch.
+async fn record(
+    tx: &mut dyn Tx,
+    out: &Outcomes,
+    team: &TeamCtx,
+    leads: &HashMap<i64, Lead>,
+    now: Millis,
+) -> Result<Effects> {
+    let mut fx = Effects::default();
+    if out.enrollment_ids.is_empty() {
+        return Ok(fx);
+    }
+    tx.touches_record(&out.results, now).await?;
+    tx.outbox_insert_many(&out.outbox, now).await?;
+    let in_outbox: HashSet<i64> = out.outbox.iter().filter_map(|m| m.touch_id).collect();
+    let acts: Vec<NewActivity> = out
+        .results
+        .iter()
+        .map(|r| {
+            let detail = match (r.status, r.sent_channel) {
+                (TouchStatus::Sent, Some(ch)) => format!(
+                    "{} sent{}",
+                    crate::capital(ch.as_str()),
+                    if in_outbox.contains(&r.touch_id) {
+                        " to the outbox (not delivered)"
+                    } else {
+                        ""
+                    }
+                ),
+                (s, _) => format!("Touch {s}: {}", r.reason.clone().unwrap_or_default()),
+            };
+            NewActivity {
+                lead_id: r.lead_id,
+                kind: format!("touch_{}", r.status),
+                detail,
+                data: Some(serde_json::json!({"touch_id": r.touch_id, "subject": r.subject, "body": r.content})),
+                actor_id: None,
+                at: now,
+            }
+        })
+        .collect();
+    tx.activities_insert(&acts).await?;
+    // Every task and its agent's `task_due` notification, in a few statements.
+    let tasks: Vec<NewTask> = out.tasks.iter().map(|(t, _)| t.clone()).collect();
+    tx.touch_tasks_insert(&tasks, now).await?;
+    let due_alerts: Vec<NewNotification> = out
+        .tasks
+        .iter()
+        .filter_map(|(task, channel)| {
+            let user_id = task.assignee_id?;
+            let lead = leads.get(&task.lead_id)?;
+            let what = match channel {
+                Channel::Video => "record and send a personal video",
+                Channel::Call => "call",
+                _ => "follow up",
+            };
+            Some(NewNotification {
+                user_id,
+                event: EventKind::TaskDue,
+                lead_id: Some(lead.id),
+                lead_name: lead.full_name(),
+                kind: task.kind.as_str().into(),
+                at: now,
+                detail: format!("Time to {what}: {}", lead.full_name()),
+            })
+        })
+        .collect();
+    let ids = tx.notifications_insert(&due_alerts).await?;
+    fx.notifications
+        .extend(due_alerts.into_iter().zip(ids).map(|(n, id)| Notification {
+            id,
+            user_id: n.user_id,
+            event: n.event.as_str().into(),
+            lead_id: n.lead_id,
+            lead_name: n.lead_name,
+            kind: n.kind,
+            at: n.at,
+            detail: n.detail,
+        }));
+    for (id, due, reason) in &out.holds {
+        tx.touch_reschedule(*id, *due, reason).await?;
+    }
+    for (lead_id, channel) in &out.bad_addresses {
+        if let Some(mut l) = tx.lead(*lead_id).await? {
+            match channel {
+                Channel::Email => l.email_bad = true,
+                _ => l.phone_bad = true,
+            }
+            l.updated_at = now;
+            tx.lead_save(&l).await?;
+        }
+    }
+    for lead_id in &out.blocked_leads {
+        if stop_all(tx, *lead_id, "every channel is blocked", now).await? > 0 {
+            tx.activity_insert(&NewActivity {
+                lead_id: *lead_id,
+                kind: "plans_left".into(),
+                detail: "Every channel is blocked (opted out, do-not-call or bad contact details): the lead left its plans".into(),
+                data: None,
+                actor_id: None,
+                at: now,
+            })
+            .await?;
+        }
+    }
+    let enrollment_ids: Vec<i64> = out.enrollment_ids.iter().copied().collect();
+    settle_enrollments(tx, team, &enrollment_ids, now).await?;
+    let lead_ids: Vec<i64> = out.lead_ids.iter().copied().collect();
+    tx.leads_refresh_next(&lead_ids).await?;
+    Ok(fx)
 }
 
 /// Whether `f` is ready now, without waiting.

@@ -734,6 +734,37 @@ async fn sqlite_runs_in_wal_mode_and_listens_to_no_one() {
     assert_eq!(t.backend(), "sqlite");
 }
 
+/// Commits leave their pages in the WAL; the store's checkpointer copies them into the
+/// database file soon after, without another commit (SQLite's own checkpoint would wait for
+/// 64 MB of WAL, and then make a commit pay for it).
+#[tokio::test]
+async fn sqlite_writes_reach_the_database_file_without_a_commit_paying_for_it() {
+    let t = TestStore::new(Backend::Sqlite).await;
+    let file = t.dir.path().join("s.db");
+    let before = std::fs::metadata(&file).unwrap().len();
+    let mut tx = t.write().await.unwrap();
+    for i in 0..300 {
+        let mut l = lead("A", "B", &format!("a{i}@example.com"), "+15125550104");
+        l.notes = "n".repeat(2000);
+        tx.lead_insert(&l).await.unwrap();
+    }
+    tx.commit().await.unwrap();
+    let wal = file.with_extension("db-wal");
+    assert!(
+        std::fs::metadata(&wal).unwrap().len() > 600_000,
+        "the commit wrote its pages to the WAL"
+    );
+    let mut grown = 0;
+    for _ in 0..100 {
+        grown = std::fs::metadata(&file).unwrap().len();
+        if grown > before + 600_000 {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("the database file is still {grown} bytes (was {before}): nothing was checkpointed");
+}
+
 // ---------------------------------------------------------------------------------------
 // PostgreSQL only
 

@@ -62,6 +62,12 @@ pub trait Channel: Send + Sync + 'static {
     async fn send(&self, msg: &Message) -> Result<Sent, SendError>;
     /// Shown in logs and the outbox.
     fn name(&self) -> &'static str;
+    /// Whether messages of this kind only ever land in the database (the built-in outbox):
+    /// the dispatcher then records them in the transaction that claims them, since nothing
+    /// outside the database can have happened if that transaction rolls back.
+    fn is_local(&self, _kind: ChannelKind) -> bool {
+        false
+    }
 }
 
 /// Routes each message to the channel for its kind: texts to `sms`, emails to `email`.
@@ -86,6 +92,12 @@ impl Channel for Router {
         match msg.channel {
             ChannelKind::Email => self.email.send(msg).await,
             _ => self.sms.send(msg).await,
+        }
+    }
+    fn is_local(&self, kind: ChannelKind) -> bool {
+        match kind {
+            ChannelKind::Email => self.email.is_local(kind),
+            _ => self.sms.is_local(kind),
         }
     }
     fn name(&self) -> &'static str {

@@ -26,4 +26,7 @@ impl Channel for Outbox {
     fn name(&self) -> &'static str {
         "outbox"
     }
+    fn is_local(&self, _kind: relentless_core::types::Channel) -> bool {
+        true
+    }
 }

@@ -7,7 +7,9 @@ use relentless_core::types::{EnrollmentState, TaskStatus, TouchStatus};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{QueryBuilder, Sqlite, SqlitePool, Transaction};
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
+use tokio::sync::Notify;
 
 /// Builds SQL from trusted pieces (column lists, integer id lists); values are always bound.
 macro_rules! sql {
@@ -16,6 +18,9 @@ macro_rules! sql {
 
 pub struct SqliteStore {
     writer: SqlitePool,
+    /// Rung by every committed write; the checkpointer (see `checkpointer`) answers it.
+    wrote: Arc<Notify>,
+    checkpointer: tokio::task::JoinHandle<()>,
     /// Held while a stuck writer connection is replaced (see `write`).
     recovering: tokio::sync::Mutex<()>,
     reader: SqlitePool,
@@ -39,8 +44,10 @@ impl SqliteStore {
             .busy_timeout(Duration::from_secs(10))
             .pragma("temp_store", "memory")
             .pragma("cache_size", "-8000")
-            // Checkpoint less often: each commit does not pay for one.
-            .pragma("wal_autocheckpoint", "4000");
+            // The checkpointer task copies the WAL back on its own connection (its own thread,
+            // so the other core), out of the writers' way; a commit checkpoints by itself only
+            // if that task falls far behind (16,000 pages, 64 MB of WAL).
+            .pragma("wal_autocheckpoint", "16000");
         let writer = SqlitePoolOptions::new()
             .max_connections(1)
             .min_connections(1)
@@ -73,10 +80,17 @@ impl SqliteStore {
         let reader = SqlitePoolOptions::new()
             .max_connections(4)
             .acquire_timeout(Duration::from_secs(30))
-            .connect_with(opts.read_only(false))
+            .connect_with(opts.clone().read_only(false))
             .await?;
+        let wrote = Arc::new(Notify::new());
+        let checkpointer = tokio::spawn(checkpointer(
+            opts.clone().pragma("cache_size", "-2000"),
+            wrote.clone(),
+        ));
         Ok(SqliteStore {
             writer,
+            wrote,
+            checkpointer,
             recovering: tokio::sync::Mutex::new(()),
             reader,
             url: url.to_string(),
@@ -86,6 +100,45 @@ impl SqliteStore {
     /// The URL this store was opened with.
     pub fn url(&self) -> String {
         self.url.clone()
+    }
+}
+
+impl Drop for SqliteStore {
+    fn drop(&mut self) {
+        self.checkpointer.abort();
+    }
+}
+
+/// Copies committed WAL frames back into the database file, a moment after writes, on a
+/// connection of its own. Left to SQLite's automatic checkpoint, this work (page writes and an
+/// fsync of the database file) ran inside whichever commit crossed the threshold: a fifth of
+/// the dispatcher's time at 1,000,000 leads (BENCHMARKS.md). A PASSIVE checkpoint never blocks
+/// readers or the writer; what it cannot copy yet is copied the next time.
+async fn checkpointer(opts: SqliteConnectOptions, wrote: Arc<Notify>) {
+    use sqlx::ConnectOptions;
+    let mut conn = None;
+    loop {
+        wrote.notified().await;
+        // Let a burst of commits gather into one checkpoint.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        if conn.is_none() {
+            match opts.connect().await {
+                Ok(c) => conn = Some(c),
+                Err(e) => {
+                    tracing::warn!(error = %e, "the WAL checkpointer cannot connect; SQLite's automatic checkpoint stays");
+                    continue;
+                }
+            }
+        }
+        if let Some(c) = conn.as_mut()
+            && let Err(e) = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
+                .execute(&mut *c)
+                .await
+        {
+            // A full disk, for one: the frames stay in the WAL, nothing is lost.
+            tracing::warn!(error = %e, "WAL checkpoint failed; retrying after the next write");
+            conn = None;
+        }
     }
 }
 
@@ -116,11 +169,14 @@ impl Store for SqliteStore {
                 Err(e) => return Err(e.into()),
             }
         };
-        Ok(Box::new(SqliteTx { tx }))
+        Ok(Box::new(SqliteTx {
+            tx,
+            wrote: Some(self.wrote.clone()),
+        }))
     }
     async fn read(&self) -> Result<Box<dyn Tx>> {
         let tx = self.reader.begin().await?;
-        Ok(Box::new(SqliteTx { tx }))
+        Ok(Box::new(SqliteTx { tx, wrote: None }))
     }
     async fn migrate(&self) -> Result<()> {
         MIGRATOR.run(&self.writer).await?;
@@ -144,6 +200,8 @@ impl Store for SqliteStore {
 
 struct SqliteTx {
     tx: Transaction<'static, Sqlite>,
+    /// The checkpointer's bell, on write transactions.
+    wrote: Option<Arc<Notify>>,
 }
 
 fn map_unique(e: sqlx::Error, field: &str) -> StoreError {
@@ -185,6 +243,9 @@ fn email_key(email: &Option<String>) -> Option<String> {
 impl Tx for SqliteTx {
     async fn commit(self: Box<Self>) -> Result<()> {
         self.tx.commit().await?;
+        if let Some(w) = &self.wrote {
+            w.notify_one();
+        }
         Ok(())
     }
 
