@@ -1,15 +1,18 @@
 //! The reports summary (SPEC §6): speed to lead, attempts before contact, answer rates,
 //! overdue tasks, leads below the 8-attempt floor.
 //!
-//! A summary reads every lead and settled touch of its window: at a million leads that is
-//! seconds of work and a long read snapshot, which is no way to answer a page. So summaries
-//! are kept per window length (whole hours: "the last 720 hours") and computed off the
-//! request path: a request gets the last summary of its window while it is fresh
-//! (`Config::report_fresh`, or ten times what computing it took if that is longer); an older one (up to an hour) is served at once while a fresh one is
-//! computed in the background; only a window never asked for (or not for an hour) is computed
-//! while the request waits. Windows asked for in the last day are kept fresh by a background
-//! task; `serve` computes the last 30 days at start. One summary is computed at a time. Each
-//! summary says when it was computed.
+//! A summary adds up counters that triggers keep per hour (settled and answered touches by
+//! plan step and channel; histograms of speed to lead, speed to first call and attempts before
+//! contact; migration `0008_report_rollups`), plus two live counts (leads below the floor,
+//! overdue tasks). A window starts at the top of the hour it falls in.
+//!
+//! Summaries are still kept per window length (whole hours: "the last 720 hours"): a request
+//! gets the last summary of its window while it is fresh (`Config::report_fresh`, or ten times
+//! what computing it took if that is longer); an older one (up to an hour) is served at once
+//! while a fresh one is computed in the background; only a window never asked for (or not for
+//! an hour) is computed while the request waits. Windows asked for in the last day are kept
+//! fresh by a background task; `serve` computes the last 30 days at start. One summary is
+//! computed at a time. Each summary says when it was computed.
 
 use crate::{Engine, Result, now_ms};
 use relentless_store::Millis;
@@ -74,21 +77,29 @@ pub struct Summary {
     pub leads_below_8_attempts: i64,
 }
 
-/// Nearest-rank percentile.
-pub fn percentile(sorted: &[i64], p: f64) -> Option<i64> {
-    if sorted.is_empty() {
+/// Nearest-rank percentile of a histogram: `(value, count)` pairs sorted by value.
+pub fn percentile(sorted: &[(i64, i64)], p: f64) -> Option<i64> {
+    let total: i64 = sorted.iter().map(|(_, n)| n).sum();
+    if total <= 0 {
         return None;
     }
-    let rank = ((p / 100.0) * sorted.len() as f64).ceil().max(1.0) as usize;
-    Some(sorted[rank.min(sorted.len()) - 1])
+    let rank = ((p / 100.0) * total as f64).ceil().max(1.0) as i64;
+    let mut seen = 0;
+    for (v, n) in sorted {
+        seen += n;
+        if seen >= rank {
+            return Some(*v);
+        }
+    }
+    sorted.last().map(|(v, _)| *v)
 }
 
-fn pct(mut v: Vec<i64>) -> Percentiles {
+fn pct(mut v: Vec<(i64, i64)>) -> Percentiles {
     v.sort_unstable();
     Percentiles {
         p50_seconds: percentile(&v, 50.0),
         p90_seconds: percentile(&v, 90.0),
-        count: v.len(),
+        count: v.iter().map(|(_, n)| *n).sum::<i64>().max(0) as usize,
     }
 }
 
@@ -214,32 +225,45 @@ impl Engine {
     async fn compute_report(&self, since: Millis) -> Result<Summary> {
         let mut tx = self.store.read().await?;
         let rows = tx.report_rows(since, now_ms()).await?;
+        drop(tx);
+        let (mut to_lead, mut to_call) = (Vec::new(), Vec::new());
+        let mut by_day: BTreeMap<String, Vec<(i64, i64)>> = BTreeMap::new();
         let mut hist = BTreeMap::new();
-        for a in rows.attempts_before_contact {
-            *hist.entry(a.to_string()).or_insert(0) += 1;
+        for (metric, hour, value, n) in rows.lead_values {
+            match metric.as_str() {
+                "lead" => {
+                    let day = crate::ts(hour).to_string().chars().take(10).collect();
+                    by_day.entry(day).or_default().push((value, n));
+                    to_lead.push((value, n));
+                }
+                "call" => to_call.push((value, n)),
+                _ => *hist.entry(value.to_string()).or_insert(0) += n,
+            }
         }
-        let mut by_day: BTreeMap<String, Vec<i64>> = BTreeMap::new();
-        for (at, secs) in &rows.speed_to_lead_at {
-            let day = crate::ts(*at).to_string().chars().take(10).collect();
-            by_day.entry(day).or_default().push(*secs);
+        let mut by_channel: BTreeMap<String, (i64, i64)> = BTreeMap::new();
+        let mut by_step: BTreeMap<String, Rate> = BTreeMap::new();
+        for (plan, step, channel, sent, answered) in rows.touches {
+            let c = by_channel.entry(channel).or_default();
+            c.0 += sent;
+            c.1 += answered;
+            // One step's channel varies (preferred, fallbacks): its rate adds them up.
+            let s = by_step
+                .entry(format!("{plan}#{}", step + 1))
+                .or_insert_with(|| rate(0, 0));
+            *s = rate(s.sent + sent, s.answered + answered);
         }
         Ok(Summary {
             since: crate::ts(since).to_string(),
             computed_at: crate::ts(now_ms()).to_string(),
             speed_to_lead_by_day: by_day.into_iter().map(|(d, v)| (d, pct(v))).collect(),
-            speed_to_lead: pct(rows.speed_to_lead),
-            speed_to_call: pct(rows.speed_to_call),
+            speed_to_lead: pct(to_lead),
+            speed_to_call: pct(to_call),
             attempts_before_contact: hist,
-            answer_rate_by_channel: rows
-                .by_channel
+            answer_rate_by_channel: by_channel
                 .into_iter()
-                .map(|(c, s, a)| (c, rate(s, a)))
+                .map(|(c, (s, a))| (c, rate(s, a)))
                 .collect(),
-            answer_rate_by_step: rows
-                .by_step
-                .into_iter()
-                .map(|(p, step, s, a)| (format!("{p}#{}", step + 1), rate(s, a)))
-                .collect(),
+            answer_rate_by_step: by_step,
             overdue_tasks_by_agent: rows.overdue_by_agent.into_iter().collect(),
             leads_below_8_attempts: rows.leads_below_8,
         })
@@ -251,11 +275,14 @@ mod tests {
     use super::percentile;
 
     #[test]
-    fn nearest_rank() {
-        let v: Vec<i64> = (1..=10).collect();
+    fn nearest_rank_over_a_histogram() {
+        let v: Vec<(i64, i64)> = (1..=10).map(|x| (x, 1)).collect();
         assert_eq!(percentile(&v, 50.0), Some(5));
         assert_eq!(percentile(&v, 90.0), Some(9));
         assert_eq!(percentile(&[], 50.0), None);
-        assert_eq!(percentile(&[7], 99.0), Some(7));
+        assert_eq!(percentile(&[(7, 1)], 99.0), Some(7));
+        // 3 leads at 2 s, 1 at 60 s: the median is 2 s, p90 60 s.
+        assert_eq!(percentile(&[(2, 3), (60, 1)], 50.0), Some(2));
+        assert_eq!(percentile(&[(2, 3), (60, 1)], 90.0), Some(60));
     }
 }

@@ -330,20 +330,17 @@ pub struct LeadFilter {
     pub limit: i64,
 }
 
-/// Raw figures the reports summary is computed from.
+/// Raw figures the reports summary is computed from: the report tables' rows of the window
+/// (kept by triggers, see migration 0008), the live count of leads below the floor and the
+/// overdue tasks.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct ReportRows {
-    /// seconds from creation to first attempt, per lead that has one.
-    pub speed_to_lead: Vec<i64>,
-    /// (lead created at, seconds to first attempt): speed to lead over time.
-    pub speed_to_lead_at: Vec<(Millis, i64)>,
-    pub speed_to_call: Vec<i64>,
-    /// attempts at the time of contact, per lead that answered.
-    pub attempts_before_contact: Vec<i64>,
-    /// (channel, sent, answered-after-this-channel)
-    pub by_channel: Vec<(String, i64, i64)>,
-    /// (plan, step, sent, answered-after-this-step)
-    pub by_step: Vec<(String, i64, i64, i64)>,
+    /// (metric, hour the leads came in as an instant, value, leads): `lead` = seconds to the
+    /// first attempt, `call` = seconds to the first call (both bucketed, see the migration),
+    /// `attempts` = attempts made before the lead answered.
+    pub lead_values: Vec<(String, Millis, i64, i64)>,
+    /// (plan, step, channel used, sent, answered after it)
+    pub touches: Vec<(String, i64, String, i64, i64)>,
     /// (agent email, overdue open tasks)
     pub overdue_by_agent: Vec<(String, i64)>,
     pub leads_below_8: i64,

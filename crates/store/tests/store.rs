@@ -105,6 +105,7 @@ both!(
     backup_is_a_consistent_copy,
     speed_to_lead_is_claimed_before_a_backlog,
     batches_of_activities_and_outbox_copies_round_trip,
+    report_figures_follow_sends_answers_and_erasure,
 );
 
 fn lead(first: &str, last: &str, email: &str, phone: &str) -> Lead {
@@ -1091,5 +1092,123 @@ async fn postgres_settings_come_from_the_environment_and_bad_urls_are_refused() 
     assert_eq!(
         relentless_store::open(&pg).await.unwrap().backend(),
         "postgres"
+    );
+}
+
+fn sent(touch: &Touch, status: TouchStatus, channel: Channel) -> TouchResult {
+    TouchResult {
+        touch_id: touch.id,
+        lead_id: touch.lead_id,
+        status,
+        reason: None,
+        sent_channel: Some(channel),
+        subject: None,
+        content: Some("hi".into()),
+        provider_id: None,
+        attempt: status == TouchStatus::Sent,
+    }
+}
+
+/// The summary's figures come from tables that triggers keep (migration 0008), not from
+/// reading every touch: each change a user can cause must move them, and only real changes.
+async fn report_figures_follow_sends_answers_and_erasure(b: Backend) {
+    let s = TestStore::new(b).await;
+    let hour = 3_600_000;
+    let now = 500 * hour + 10_000; // settled in hour 500
+    let a = lead_with_due_touches(&*s, "a@example.com", 3).await;
+    let b_id = lead_with_due_touches(&*s, "b@example.com", 2).await;
+    let mut tx = s.write().await.unwrap();
+    let claimed = tx.claim_due(now, 10, "w", now + 60_000).await.unwrap();
+    assert_eq!(claimed.len(), 5);
+    let of = |lead: i64, step: i64| {
+        claimed
+            .iter()
+            .find(|t| t.lead_id == lead && t.step == step)
+            .unwrap()
+    };
+    tx.touches_record(
+        &[
+            sent(of(a, 0), TouchStatus::Sent, Channel::Email),
+            sent(of(a, 1), TouchStatus::Sent, Channel::Text), // a fallback: counted as text
+            sent(of(b_id, 0), TouchStatus::Sent, Channel::Email),
+            sent(of(b_id, 1), TouchStatus::Failed, Channel::Email), // not sent: not counted
+        ],
+        now,
+    )
+    .await
+    .unwrap();
+    // Lead A answers after its second touch, after 2 attempts.
+    tx.touch_mark_answered(a).await.unwrap();
+    let mut la = tx.lead(a).await.unwrap().unwrap();
+    la.answered_at = Some(now + 1);
+    la.attempts_at_answer = Some(la.attempts);
+    tx.lead_save(&la).await.unwrap();
+    // Saving a lead again without a change moves nothing.
+    tx.lead_save(&la).await.unwrap();
+    tx.commit().await.unwrap();
+
+    let rows = s.read().await.unwrap().report_rows(0, now).await.unwrap();
+    let mut touches = rows.touches.clone();
+    touches.sort();
+    assert_eq!(
+        touches,
+        [
+            ("p".to_string(), 0, "email".to_string(), 2, 0),
+            ("p".to_string(), 1, "text".to_string(), 1, 1),
+        ]
+    );
+    let mut leads = rows.lead_values.clone();
+    leads.sort();
+    // Both leads came in at instant 1 (hour 0) and were first attempted at `now`: 1,800,010 s
+    // later, kept to the hour.
+    let secs = (now - 1) / 1000;
+    assert_eq!(
+        leads,
+        [
+            ("attempts".to_string(), 0, 2, 1),
+            ("lead".to_string(), 0, secs - secs % 3600, 2),
+        ]
+    );
+    // A window that starts after the hour they came in has no leads, and one that starts
+    // after the hour the touches settled has no touches.
+    let later = s
+        .read()
+        .await
+        .unwrap()
+        .report_rows(hour, now)
+        .await
+        .unwrap();
+    assert!(later.lead_values.is_empty() && later.touches.len() == 2);
+    let after = s
+        .read()
+        .await
+        .unwrap()
+        .report_rows(501 * hour, now)
+        .await
+        .unwrap();
+    assert!(after.touches.is_empty());
+
+    // Erasing lead B takes its sent email and its first attempt out of the figures.
+    let mut tx = s.write().await.unwrap();
+    tx.lead_delete(b_id).await.unwrap();
+    tx.commit().await.unwrap();
+    let rows = s.read().await.unwrap().report_rows(0, now).await.unwrap();
+    let mut touches = rows.touches;
+    touches.sort();
+    assert_eq!(
+        touches,
+        [
+            ("p".to_string(), 0, "email".to_string(), 1, 0),
+            ("p".to_string(), 1, "text".to_string(), 1, 1),
+        ]
+    );
+    let mut leads = rows.lead_values;
+    leads.sort();
+    assert_eq!(
+        leads,
+        [
+            ("attempts".to_string(), 0, 2, 1),
+            ("lead".to_string(), 0, secs - secs % 3600, 1),
+        ]
     );
 }

@@ -1930,32 +1930,19 @@ impl Tx for PgTx {
     }
 
     async fn report_rows(&mut self, since: Millis, now: Millis) -> Result<ReportRows> {
-        let speed_to_lead_at: Vec<(i64, i64)> = sqlx::query_as("SELECT created_at, (first_attempt_at - created_at) / 1000 FROM leads WHERE created_at >= $1 AND first_attempt_at IS NOT NULL")
-            .bind(since)
-            .fetch_all(&mut *self.tx)
-            .await?;
-        let speed_to_lead = speed_to_lead_at.iter().map(|r| r.1).collect();
-        let speed_to_call = sqlx::query_scalar("SELECT (first_call_at - created_at) / 1000 FROM leads WHERE created_at >= $1 AND first_call_at IS NOT NULL")
-            .bind(since)
-            .fetch_all(&mut *self.tx)
-            .await?;
-        let attempts_before_contact =
-            sqlx::query_scalar("SELECT attempts_at_answer FROM leads WHERE created_at >= $1 AND attempts_at_answer IS NOT NULL")
-                .bind(since)
-                .fetch_all(&mut *self.tx)
-                .await?;
-        let by_channel = sqlx::query_as(
-            "SELECT COALESCE(sent_channel, channel), COUNT(*), COUNT(*) FILTER (WHERE answered) FROM touches t
-             WHERE t.status IN ('sent', 'done') AND t.settled_at >= $1 GROUP BY 1 ORDER BY COALESCE(sent_channel, channel) COLLATE \"C\"",
+        let hour = since.div_euclid(3_600_000);
+        let lead_values = sqlx::query_as(
+            "SELECT metric, hour * 3600000, value, SUM(n)::BIGINT FROM report_lead_hours WHERE hour >= $1
+             GROUP BY metric, hour, value HAVING SUM(n) <> 0",
         )
-        .bind(since)
+        .bind(hour)
         .fetch_all(&mut *self.tx)
         .await?;
-        let by_step = sqlx::query_as(
-            "SELECT plan, step, COUNT(*), COUNT(*) FILTER (WHERE answered) FROM touches t WHERE t.status IN ('sent', 'done') AND t.settled_at >= $1
-             GROUP BY plan, step ORDER BY plan COLLATE \"C\", step",
+        let touches = sqlx::query_as(
+            "SELECT plan, step, channel, SUM(sent)::BIGINT, SUM(answered)::BIGINT FROM report_touch_hours WHERE hour >= $1
+             GROUP BY plan, step, channel HAVING SUM(sent) <> 0",
         )
-        .bind(since)
+        .bind(hour)
         .fetch_all(&mut *self.tx)
         .await?;
         let overdue_by_agent = sqlx::query_as(
@@ -1972,12 +1959,8 @@ impl Tx for PgTx {
         .fetch_one(&mut *self.tx)
         .await?;
         Ok(ReportRows {
-            speed_to_lead,
-            speed_to_lead_at,
-            speed_to_call,
-            attempts_before_contact,
-            by_channel,
-            by_step,
+            lead_values,
+            touches,
             overdue_by_agent,
             leads_below_8,
         })

@@ -1794,48 +1794,20 @@ impl Tx for SqliteTx {
     }
 
     async fn report_rows(&mut self, since: Millis, now: Millis) -> Result<ReportRows> {
-        let speed_to_lead_at: Vec<(i64, i64)> = sqlx::query_as("SELECT created_at, (first_attempt_at - created_at) / 1000 FROM leads WHERE created_at >= ? AND first_attempt_at IS NOT NULL")
-            .bind(since)
-            .fetch_all(&mut *self.tx)
-            .await?;
-        let speed_to_lead = speed_to_lead_at.iter().map(|r| r.1).collect();
-        let speed_to_call = sqlx::query_scalar("SELECT (first_call_at - created_at) / 1000 FROM leads WHERE created_at >= ? AND first_call_at IS NOT NULL")
-            .bind(since)
-            .fetch_all(&mut *self.tx)
-            .await?;
-        let attempts_before_contact =
-            sqlx::query_scalar("SELECT attempts_at_answer FROM leads WHERE created_at >= ? AND attempts_at_answer IS NOT NULL")
-                .bind(since)
-                .fetch_all(&mut *self.tx)
-                .await?;
-        // One pass over the window's settled touches, added up here: SQLite's GROUP BY
-        // sorts, and with temp_store = memory the sort of a million-lead team's touches held
-        // gigabytes (measured: 2.7 GB of RSS at 1,000,000 leads).
-        let mut channels: std::collections::BTreeMap<String, (i64, i64)> = Default::default();
-        let mut steps: std::collections::BTreeMap<(String, i64), (i64, i64)> = Default::default();
-        {
-            use futures_util::TryStreamExt;
-            let mut rows = sqlx::query_as::<_, (String, i64, String, Option<String>, Option<i64>)>(
-                "SELECT plan, step, channel, sent_channel, answered FROM touches
-                 WHERE status IN ('sent', 'done') AND settled_at >= ?",
-            )
-            .bind(since)
-            .fetch(&mut *self.tx);
-            while let Some((plan, step, channel, sent_channel, answered)) = rows.try_next().await? {
-                let answered = answered.unwrap_or(0);
-                let c = channels.entry(sent_channel.unwrap_or(channel)).or_default();
-                c.0 += 1;
-                c.1 += answered;
-                let s = steps.entry((plan, step)).or_default();
-                s.0 += 1;
-                s.1 += answered;
-            }
-        }
-        let by_channel = channels.into_iter().map(|(c, (n, a))| (c, n, a)).collect();
-        let by_step = steps
-            .into_iter()
-            .map(|((p, step), (n, a))| (p, step, n, a))
-            .collect();
+        let hour = since.div_euclid(3_600_000);
+        let lead_values = sqlx::query_as(
+            "SELECT metric, hour * 3600000, value, n FROM report_lead_hours WHERE hour >= ? AND n <> 0",
+        )
+        .bind(hour)
+        .fetch_all(&mut *self.tx)
+        .await?;
+        let touches = sqlx::query_as(
+            "SELECT plan, step, channel, SUM(sent), SUM(answered) FROM report_touch_hours WHERE hour >= ?
+             GROUP BY plan, step, channel HAVING SUM(sent) <> 0",
+        )
+        .bind(hour)
+        .fetch_all(&mut *self.tx)
+        .await?;
         let overdue_by_agent = sqlx::query_as(
             "SELECT u.email, COUNT(t.id) FROM users u LEFT JOIN tasks t ON t.assignee_id = u.id AND t.status = 'open' AND t.due_at < ?
              WHERE u.active = 1 GROUP BY u.id ORDER BY u.email",
@@ -1850,12 +1822,8 @@ impl Tx for SqliteTx {
         .fetch_one(&mut *self.tx)
         .await?;
         Ok(ReportRows {
-            speed_to_lead,
-            speed_to_lead_at,
-            speed_to_call,
-            attempts_before_contact,
-            by_channel,
-            by_step,
+            lead_values,
+            touches,
             overdue_by_agent,
             leads_below_8,
         })
