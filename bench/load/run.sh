@@ -28,6 +28,12 @@ SERVER=
 cleanup() { [ -n "$SERVER" ] && kill "$SERVER" 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$DIR"; }
 trap cleanup EXIT
 export RELENTLESS_LOG=warn RELENTLESS_PUBLIC_URL="http://127.0.0.1:$PORT"
+# The leads live where it is daytime now: at night their first email (whose tracking tokens
+# the opens load uses) would wait for the morning.
+for z in America/New_York America/Los_Angeles Pacific/Honolulu Asia/Tokyo Asia/Kolkata Europe/Berlin America/Sao_Paulo; do
+    h=$(TZ=$z date +%-H); if [ "$h" -ge 9 ] && [ "$h" -le 17 ]; then LEAD_TZ=$z; break; fi
+done
+export LEAD_TZ=${LEAD_TZ:-America/New_York}
 
 start() {
     "$BIN" serve --listen "127.0.0.1:$PORT" --database-url "$DB" >>"$DIR/serve.log" 2>&1 &
