@@ -368,9 +368,12 @@ async fn sqlx_set_provider(tx: &mut Box<dyn relentless_store::Tx>, touch_id: i64
 /// Sends a lead an email (to the outbox) and returns (lead id, touch id, tracking token).
 async fn emailed(app: &TestApp, email: &str, phone: &str) -> (i64, i64, String) {
     // Texts are off for this lead, so speed-to-lead answers by email; the phone still takes calls.
+    // It lives where it is daytime: at night the text step (and so its email fallback) waits
+    // for the morning.
     let l = lead(
         app,
-        json!({"first_name": "Dana", "email": email, "phone": phone, "sms_opt_out": true}),
+        json!({"first_name": "Dana", "email": email, "phone": phone, "sms_opt_out": true,
+               "timezone": day_zone()}),
     )
     .await;
     let id = l["id"].as_i64().unwrap();
@@ -750,7 +753,7 @@ async fn an_agent_who_opted_in_gets_the_engagement_alert_by_text() {
         .await;
     assert_eq!(s, StatusCode::CREATED, "{agent}");
     let token = app.engine.create_token("alerts@example.com").await.unwrap();
-    let l = lead(&app, json!({"first_name": "Olive", "email": "olive@example.com", "phone": "+15125550193", "sms_opt_out": true})).await;
+    let l = lead(&app, json!({"first_name": "Olive", "email": "olive@example.com", "phone": "+15125550193", "sms_opt_out": true, "timezone": day_zone()})).await;
     let id = l["id"].as_i64().unwrap();
     let (s, _) = app
         .patch(
