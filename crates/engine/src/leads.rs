@@ -525,6 +525,31 @@ impl Engine {
         if lead.assigned_to.is_none() && pond.is_none() {
             lead.assigned_to = assign(tx.as_mut(), actor).await?;
         }
+        let mut plans: Vec<String> = Vec::new();
+        match origin {
+            Origin::Api | Origin::Demo => {
+                plans.push("speed-to-lead".into());
+                plans.push(
+                    plan.map(str::to_string)
+                        .unwrap_or_else(|| lead.level.plan_slug().to_string()),
+                );
+            }
+            Origin::Import => plans.extend(plan.map(str::to_string)),
+        }
+        // The plans are laid out before the lead is written, so its next touch is known and
+        // it needs no second write and no read back: every statement here is time the single
+        // SQLite writer is held (lead creations per second, issue 7).
+        let started: Vec<&str> = plans.iter().map(String::as_str).collect();
+        let mut layouts = Vec::with_capacity(plans.len());
+        for p in &plans {
+            let (plan, version) = load_plan(tx.as_mut(), p).await?;
+            let touches = plan_for(&plan, &team, &lead, now, None, &started);
+            layouts.push((p, plan.spec.name, version, touches));
+        }
+        lead.next_touch_at = layouts
+            .iter()
+            .flat_map(|(_, _, _, touches)| touches.iter().map(|t| t.due_at))
+            .min();
         let id = tx.lead_insert(&lead).await?;
         lead.id = id;
         if let Some(ctx) = intake {
@@ -534,7 +559,7 @@ impl Engine {
             crate::intake::into_pond(tx.as_mut(), &lead, ctx, agents, minutes, now, &mut fx)
                 .await?;
         }
-        tx.activity_insert(&NewActivity {
+        let mut acts = vec![NewActivity {
             lead_id: id,
             kind: "created".into(),
             detail: format!(
@@ -548,25 +573,13 @@ impl Engine {
             data: None,
             actor_id: actor.map(|a| a.id),
             at: now,
-        })
-        .await?;
-        let mut plans: Vec<String> = Vec::new();
-        match origin {
-            Origin::Api | Origin::Demo => {
-                plans.push("speed-to-lead".into());
-                plans.push(
-                    plan.map(str::to_string)
-                        .unwrap_or_else(|| lead.level.plan_slug().to_string()),
-                );
-            }
-            Origin::Import => plans.extend(plan.map(str::to_string)),
+        }];
+        for (slug, name, version, touches) in &layouts {
+            tx.enrollment_insert(id, slug, *version, now, touches)
+                .await?;
+            acts.push(plan_started(id, slug, name, touches.len(), now));
         }
-        let started: Vec<&str> = plans.iter().map(String::as_str).collect();
-        for p in &plans {
-            enroll_in(tx.as_mut(), &team, &lead, p, now, None, &started).await?;
-        }
-        tx.leads_refresh_next(&[id]).await?;
-        let lead = tx.lead(id).await?.ok_or(Error::NotFound)?;
+        tx.activities_insert(&acts).await?;
         // Every row of the new lead is written but not committed.
         self.config.fault_point("create_lead:before_commit");
         tx.commit().await?;
@@ -1096,20 +1109,27 @@ pub(crate) async fn enroll_in(
     let id = tx
         .enrollment_insert(lead.id, slug, version, start, &touches)
         .await?;
-    tx.activity_insert(&NewActivity {
-        lead_id: lead.id,
-        kind: "plan_started".into(),
-        detail: format!(
-            "Plan {} started ({} touches)",
-            plan.spec.name,
-            touches.len()
-        ),
-        data: Some(serde_json::json!({"plan": slug})),
-        actor_id: None,
-        at: start,
-    })
+    tx.activity_insert(&plan_started(
+        lead.id,
+        slug,
+        &plan.spec.name,
+        touches.len(),
+        start,
+    ))
     .await?;
     Ok(id)
+}
+
+/// The timeline entry of a plan that started.
+fn plan_started(lead_id: i64, slug: &str, name: &str, touches: usize, at: Millis) -> NewActivity {
+    NewActivity {
+        lead_id,
+        kind: "plan_started".into(),
+        detail: format!("Plan {name} started ({touches} touches)"),
+        data: Some(serde_json::json!({"plan": slug})),
+        actor_id: None,
+        at,
+    }
 }
 
 /// The touches of a plan for a lead, in the lead's zone and sending window.

@@ -597,8 +597,8 @@ impl Tx for PgTx {
         let id = sqlx::query_scalar(
             "INSERT INTO leads (first_name, last_name, email, email_key, phone, timezone, region, source, level, stage, preferred_channel,
                assigned_to, external_id, tags, notes, property_address, sms_opt_out, email_opt_out, do_not_call, email_bad, phone_bad,
-               attempts, created_at, updated_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24) RETURNING id",
+               attempts, created_at, updated_at, next_touch_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25) RETURNING id",
         )
         .bind(&l.first_name)
         .bind(&l.last_name)
@@ -624,6 +624,7 @@ impl Tx for PgTx {
         .bind(l.attempts)
         .bind(l.created_at)
         .bind(l.updated_at)
+        .bind(l.next_touch_at)
         .fetch_one(&mut *self.tx)
         .await
         .map_err(|e| map_unique(e, "external_id"))?;
