@@ -693,6 +693,10 @@ pub struct PlanContext<'a> {
     /// Slugs of plans started together with this one (a new lead gets `speed-to-lead`):
     /// steps `covered_by` one of them are left out.
     pub started_with: &'a [&'a str],
+    /// Channels the recipient cannot be reached on now (no phone, opted out). A step on one
+    /// of them that has a fallback is laid out as its fallback: an email-only lead's
+    /// speed-to-lead text becomes an email at once, not at the window's next opening.
+    pub blocked: &'a [Channel],
 }
 
 /// One [`PlannedTouch`] per step of `plan`, sorted by `due_at` (ties in step order).
@@ -701,7 +705,8 @@ pub struct PlanContext<'a> {
 /// was given, and steps whose instant is out of range. Each step's instant is computed from
 /// `ctx.start` on its own ([`step_due`]) and, for a windowed channel
 /// ([`Channel::is_windowed`]; `preferred` counts as windowed), moved to [`next_open`] on its
-/// own: a moved step does not shift later ones.
+/// own: a moved step does not shift later ones. A step whose channel is in `ctx.blocked` and
+/// that has a fallback is windowed as the fallback's channel (it will go out as that).
 pub fn plan_touches(plan: &Plan, ctx: &PlanContext) -> Vec<PlannedTouch> {
     let mut touches: Vec<PlannedTouch> = plan
         .steps
@@ -713,7 +718,11 @@ pub fn plan_touches(plan: &Plan, ctx: &PlanContext) -> Vec<PlannedTouch> {
         })
         .filter_map(|s| {
             let planned_at = step_due(ctx.start, ctx.tz, &s.delay, ctx.promised)?;
-            let due_at = if s.channel.is_windowed() {
+            let goes_as = match &s.fallback {
+                Some(f) if ctx.blocked.contains(&s.channel) => f.channel,
+                _ => s.channel,
+            };
+            let due_at = if goes_as.is_windowed() {
                 next_open(planned_at, ctx.tz, ctx.rules)
             } else {
                 planned_at
@@ -1216,6 +1225,7 @@ template = "answer"
             rules: &r,
             promised: None,
             started_with: &["speed-to-lead"],
+            blocked: &[],
         };
         let touches = plan_touches(&plan, &ctx);
         let steps: Vec<usize> = touches.iter().map(|t| t.step).collect();
@@ -1247,6 +1257,50 @@ template = "answer"
         assert_eq!(touches[2].planned_at, start + SignedDuration::from_mins(5));
         assert_eq!(touches[5].due_at, promised);
         assert_eq!(touches[5].channel, Channel::Task);
+    }
+
+    #[test]
+    fn a_blocked_step_with_a_fallback_is_laid_out_as_the_fallback() {
+        let plan = Plan::from_toml(
+            r#"
+slug = "s"
+name = "S"
+[[steps]]
+after = "+0m"
+channel = "text"
+template = "t"
+fallback = { channel = "email", template = "e" }
+[[steps]]
+after = "+5m"
+channel = "call"
+template = "c"
+"#,
+        )
+        .unwrap();
+        let ny = tz("America/New_York");
+        let r = SendingRules::standard();
+        let start = local(&ny, 2024, 6, 10, 23, 0); // outside the window
+        let ctx = |blocked| PlanContext {
+            start,
+            tz: &ny,
+            rules: &r,
+            promised: None,
+            started_with: &[],
+            blocked,
+        };
+        // Reachable by text: the text waits for 08:00.
+        let t = plan_touches(&plan, &ctx(&[]));
+        assert_eq!(t[0].due_at, local(&ny, 2024, 6, 11, 8, 0));
+        // No phone: the text step goes as its email fallback, at once (email is not windowed).
+        let t = plan_touches(&plan, &ctx(&[Channel::Text, Channel::Call]));
+        assert_eq!((t[0].step, t[0].due_at), (0, start));
+        assert_eq!(
+            t[0].channel,
+            Channel::Text,
+            "the step keeps its planned channel"
+        );
+        // A blocked step without a fallback keeps its own window.
+        assert_eq!(t[1].due_at, local(&ny, 2024, 6, 11, 8, 0));
     }
 
     // --- properties ----------------------------------------------------------------------------
@@ -1427,7 +1481,7 @@ template = "answer"
                     .collect(),
             };
             let plan = Plan::from_spec(spec).unwrap();
-            let ctx = PlanContext { start: c.t, tz: &z, rules: &c.rules, promised: None, started_with: &[] };
+            let ctx = PlanContext { start: c.t, tz: &z, rules: &c.rules, promised: None, started_with: &[], blocked: &[] };
             let touches = plan_touches(&plan, &ctx);
             prop_assert_eq!(touches.len(), plan.steps.len());
             for w in touches.windows(2) {

@@ -1143,12 +1143,22 @@ pub fn plan_for(
 ) -> Vec<NewTouch> {
     let tz = lead_tz(lead);
     let rules = team.rules.for_region(lead.region.as_deref());
+    let blocked: Vec<Channel> = [
+        (Channel::Text, lead.can_text()),
+        (Channel::Email, lead.can_email()),
+        (Channel::Call, lead.can_call()),
+    ]
+    .into_iter()
+    .filter(|(_, reachable)| !reachable)
+    .map(|(c, _)| c)
+    .collect();
     let ctx = PlanContext {
         start: ts(start),
         tz: &tz,
         rules: &rules,
         promised: promised.map(ts),
         started_with,
+        blocked: &blocked,
     };
     schedule::plan_touches(plan, &ctx)
         .into_iter()

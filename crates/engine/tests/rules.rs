@@ -234,6 +234,63 @@ fn day_zone() -> &'static str {
     .unwrap()
 }
 
+/// A zone where it is night now (01:00–05:59): outside every sending window.
+fn night_zone() -> &'static str {
+    [
+        "Etc/GMT+12",
+        "Etc/GMT+10",
+        "Etc/GMT+8",
+        "Etc/GMT+6",
+        "Etc/GMT+4",
+        "Etc/GMT+2",
+        "Etc/GMT",
+        "Etc/GMT-2",
+        "Etc/GMT-4",
+        "Etc/GMT-6",
+        "Etc/GMT-8",
+        "Etc/GMT-10",
+        "Etc/GMT-12",
+        "Etc/GMT-14",
+    ]
+    .into_iter()
+    .find(|z| (1..=5).contains(&jiff::Timestamp::now().in_tz(z).unwrap().hour()))
+    .unwrap()
+}
+
+/// SPEC §4: speed-to-lead answers every new lead at once, by text or, when the lead cannot be
+/// texted, by email. Email is not held by the sending window, so a web lead with only an email
+/// address that comes in at night gets its answer then, not at 08:00.
+#[tokio::test]
+async fn an_email_only_lead_at_night_gets_the_speed_to_lead_email_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let (e, _) = engine(&dir).await;
+    let input = LeadInput {
+        first_name: Some("Nia".into()),
+        email: Some(Some("nia@example.com".into())),
+        timezone: Some(night_zone().into()),
+        ..Default::default()
+    };
+    let lead = e
+        .create_lead(None, input, Origin::Api, None)
+        .await
+        .unwrap()
+        .lead;
+    Dispatcher::new(e.clone()).tick().await.unwrap();
+    let mut tx = e.store.read().await.unwrap();
+    let first = tx
+        .touches_for_lead(lead.id)
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|t| t.plan == "speed-to-lead" && t.step == 0)
+        .unwrap();
+    assert_eq!(
+        (first.status, first.sent_channel.as_deref()),
+        (TouchStatus::Sent, Some("email")),
+        "{first:?}"
+    );
+}
+
 async fn one_step_plan(e: &Engine, slug: &str, channel: &str, template: &str) {
     let mut tx = e.store.write().await.unwrap();
     tx.plan_save(&PlanRow {
