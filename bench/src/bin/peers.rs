@@ -326,6 +326,13 @@ impl relentless_engine::channels::Channel for Recorder {
 }
 
 async fn worker(f: &Flags) -> Result<(), BoxErr> {
+    // The engine's warnings and errors (a failed batch, a retried deadlock) go to the
+    // worker's log file, which the harness keeps next to the run's results.
+    let _ = tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_max_level(tracing::Level::WARN)
+        .with_ansi(false)
+        .try_init();
     let url = f.str("url", "");
     let out = PathBuf::from(f.str("file", "fired.raw"));
     let rec = Arc::new(Recorder {
