@@ -766,6 +766,62 @@ async fn sqlite_writes_reach_the_database_file_without_a_commit_paying_for_it() 
     panic!("the database file is still {grown} bytes (was {before}): nothing was checkpointed");
 }
 
+/// Saving a lead re-indexes its name for search only when the name changed: every
+/// engagement, answer or edit saves the whole lead.
+#[tokio::test]
+async fn sqlite_reindexes_a_name_only_when_it_changes() {
+    let t = TestStore::new(Backend::Sqlite).await;
+    let pool = sqlx::SqlitePool::connect(&t.sqlite.as_ref().unwrap().url())
+        .await
+        .unwrap();
+    let fts_rows = || async {
+        sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM leads_fts_data")
+            .fetch_one(&pool)
+            .await
+            .unwrap()
+    };
+    let mut tx = t.write().await.unwrap();
+    let id = tx
+        .lead_insert(&lead("Quinn", "Ashby", "q@example.com", "+15125550160"))
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    let before = fts_rows().await;
+    let mut tx = t.write().await.unwrap();
+    let mut l = tx.lead(id).await.unwrap().unwrap();
+    l.level = Level::Hot;
+    tx.lead_save(&l).await.unwrap();
+    tx.commit().await.unwrap();
+    assert_eq!(
+        fts_rows().await,
+        before,
+        "a save that keeps the name leaves the index alone"
+    );
+    let mut tx = t.write().await.unwrap();
+    l.last_name = "Brook".into();
+    tx.lead_save(&l).await.unwrap();
+    tx.commit().await.unwrap();
+    let find = |q: &str| {
+        let q = q.to_string();
+        let t = &t;
+        async move {
+            t.read()
+                .await
+                .unwrap()
+                .leads_page(&LeadFilter {
+                    name_query: Some(q),
+                    limit: 10,
+                    ..Default::default()
+                })
+                .await
+                .unwrap()
+                .len()
+        }
+    };
+    assert_eq!(find("brook").await, 1, "the new name is found");
+    assert_eq!(find("ashby").await, 0, "the old name is not");
+}
+
 // ---------------------------------------------------------------------------------------
 // PostgreSQL only
 
