@@ -706,7 +706,8 @@ pub struct PlanContext<'a> {
 /// `ctx.start` on its own ([`step_due`]) and, for a windowed channel
 /// ([`Channel::is_windowed`]; `preferred` counts as windowed), moved to [`next_open`] on its
 /// own: a moved step does not shift later ones. A step whose channel is in `ctx.blocked` and
-/// that has a fallback is windowed as the fallback's channel (it will go out as that).
+/// that has a fallback not blocked itself is windowed as the fallback's channel (it will go
+/// out as that).
 pub fn plan_touches(plan: &Plan, ctx: &PlanContext) -> Vec<PlannedTouch> {
     let mut touches: Vec<PlannedTouch> = plan
         .steps
@@ -719,7 +720,11 @@ pub fn plan_touches(plan: &Plan, ctx: &PlanContext) -> Vec<PlannedTouch> {
         .filter_map(|s| {
             let planned_at = step_due(ctx.start, ctx.tz, &s.delay, ctx.promised)?;
             let goes_as = match &s.fallback {
-                Some(f) if ctx.blocked.contains(&s.channel) => f.channel,
+                Some(f)
+                    if ctx.blocked.contains(&s.channel) && !ctx.blocked.contains(&f.channel) =>
+                {
+                    f.channel
+                }
                 _ => s.channel,
             };
             let due_at = if goes_as.is_windowed() {
@@ -1301,6 +1306,9 @@ template = "c"
         );
         // A blocked step without a fallback keeps its own window.
         assert_eq!(t[1].due_at, local(&ny, 2024, 6, 11, 8, 0));
+        // Nor does a step whose fallback is blocked too (no phone, unsubscribed from email).
+        let t = plan_touches(&plan, &ctx(&[Channel::Text, Channel::Call, Channel::Email]));
+        assert_eq!(t[0].due_at, local(&ny, 2024, 6, 11, 8, 0));
     }
 
     // --- properties ----------------------------------------------------------------------------

@@ -46,6 +46,8 @@ pub struct Dispatcher {
     engine: Engine,
     worker: String,
     last_escalation_check: Millis,
+    /// Set once the current batch's claiming transaction has committed (see [`Dispatcher::tick`]).
+    claim_committed: bool,
 }
 
 /// Counts of one batch.
@@ -127,6 +129,7 @@ impl Dispatcher {
             engine,
             worker,
             last_escalation_check: 0,
+            claim_committed: false,
         }
     }
 
@@ -188,13 +191,19 @@ impl Dispatcher {
     }
 
     /// One batch: expire stale leases, claim, send, record. Tried again when the database broke
-    /// a deadlock (PostgreSQL, workers whose batches share leads): the transaction that failed
-    /// rolled back whole, so its touches are due again and nothing of it went out.
+    /// a deadlock (PostgreSQL, workers whose batches share leads) before the claim committed:
+    /// that transaction rolled back whole, so its touches are due again and nothing of it went
+    /// out. A failure after it (recording what went to a provider, itself retried) is
+    /// returned: those touches are out and stay `sending` until their lease makes them
+    /// `uncertain`; claiming afresh would hide that.
     pub async fn tick(&mut self) -> Result<BatchReport> {
         let mut tries = 0;
         loop {
+            self.claim_committed = false;
             match self.tick_once().await {
-                Err(crate::Error::Store(StoreError::Busy)) if tries < 3 => {
+                Err(crate::Error::Store(StoreError::Busy))
+                    if tries < 3 && !self.claim_committed =>
+                {
                     tries += 1;
                     tracing::warn!(tries, "a dispatch batch hit a busy database; retrying");
                     tokio::time::sleep(Duration::from_millis(20 * tries)).await;
@@ -360,6 +369,8 @@ impl Dispatcher {
         }
         let fx = record(tx.as_mut(), &done, &team, &leads, now).await?;
         tx.commit().await?;
+        self.claim_committed = true;
+        done.count_sent();
         e.apply_effects(fx);
         if remote.is_empty() {
             return Ok(report);
@@ -391,6 +402,7 @@ impl Dispatcher {
                 r => break r?,
             }
         };
+        sent.count_sent();
         e.apply_effects(fx);
         Ok(report)
     }
@@ -429,8 +441,8 @@ impl Dispatcher {
                         result.provider_id = sent.provider_id;
                         result.attempt = true;
                         out.outbox.extend(sent.outbox);
+                        out.sent_channels.push(channel);
                         report.sent += 1;
-                        metrics::counter!("relentless_touches_sent_total", "channel" => channel.as_str()).increment(1);
                     }
                     Err(SendError::Transient(why)) => {
                         out.holds.push((
@@ -534,6 +546,18 @@ struct Outcomes {
     bad_addresses: Vec<(i64, Channel)>,
     enrollment_ids: HashSet<i64>,
     lead_ids: HashSet<i64>,
+    /// The channel of each message sent, counted once the outcomes are committed (a claim
+    /// that rolls back after an outbox "send" sent nothing).
+    sent_channels: Vec<Channel>,
+}
+
+impl Outcomes {
+    fn count_sent(&self) {
+        for channel in &self.sent_channels {
+            metrics::counter!("relentless_touches_sent_total", "channel" => channel.as_str())
+                .increment(1);
+        }
+    }
 }
 
 /// Writes `out`: every outcome, the outbox copies, timeline entries, tasks and their
