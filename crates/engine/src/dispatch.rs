@@ -368,6 +368,8 @@ impl Dispatcher {
                 .await;
         }
         let fx = record(tx.as_mut(), &done, &team, &leads, now).await?;
+        // Local outcomes written, nothing committed: a test makes the process fail here.
+        e.config.fault_point("dispatch:before_claim_commit");
         tx.commit().await?;
         self.claim_committed = true;
         done.count_sent();

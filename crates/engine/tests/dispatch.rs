@@ -51,21 +51,22 @@ impl Db {
 
     /// An engine with its own store on this database, as another process would have.
     async fn engine(&self, lease_ms: i64) -> Engine {
+        self.engine_with(Config {
+            batch: 7,
+            lease_ms,
+            ..Config::default()
+        })
+        .await
+    }
+
+    async fn engine_with(&self, config: Config) -> Engine {
         let s: DynStore = if self.url.starts_with("sqlite:") {
             Arc::new(SqliteStore::open(&self.url).await.unwrap())
         } else {
             Arc::new(PostgresStore::open(&self.url, 3).await.unwrap())
         };
         s.migrate().await.unwrap();
-        Engine::new(
-            s,
-            Arc::new(Outbox),
-            Config {
-                batch: 7,
-                lease_ms,
-                ..Config::default()
-            },
-        )
+        Engine::new(s, Arc::new(Outbox), config)
     }
 }
 
@@ -109,6 +110,7 @@ both!(
     killed_between_claim_and_send_becomes_uncertain_not_resent,
     a_touch_still_within_its_lease_is_left_alone,
     one_batch_records_each_touch_by_its_own_rules,
+    a_batch_that_fails_before_its_claim_commits_sends_nothing_and_then_each_touch_once,
 );
 
 /// Leads in a plan of emails due now (email is never held by the window, so the test does not
@@ -577,4 +579,73 @@ async fn one_batch_records_each_touch_by_its_own_rules(backend: Backend) {
         "the agent is told the call is due: {alerts:?}"
     );
     assert_eq!(sent_to(called), 0);
+}
+
+/// SPEC §5.4 for what never leaves the database: outbox messages are "sent" and recorded in the
+/// transaction that claims them. A process failing before that commit leaves every touch due
+/// and nothing in the outbox; the next batch sends each touch once.
+async fn a_batch_that_fails_before_its_claim_commits_sends_nothing_and_then_each_touch_once(
+    backend: Backend,
+) {
+    use relentless_engine::FaultHook;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let (db, es) = engines(backend, 1, 60_000).await;
+    let total = due_emails(&es[0], 3).await;
+    let failing = Arc::new(AtomicBool::new(true));
+    let f = failing.clone();
+    let e = db
+        .engine_with(Config {
+            fault_hook: Some(FaultHook(Arc::new(move |point| {
+                if point == "dispatch:before_claim_commit" && f.load(Ordering::SeqCst) {
+                    panic!("injected fault at {point}");
+                }
+            }))),
+            ..Config::default()
+        })
+        .await;
+    let crashed = tokio::spawn({
+        let e = e.clone();
+        async move { Dispatcher::new(e).tick().await }
+    })
+    .await;
+    assert!(crashed.is_err(), "the injected fault fired");
+    assert!(outbox_touch_ids(&e).await.is_empty(), "nothing was sent");
+    let mut tx = e.store.read().await.unwrap();
+    let leads = tx
+        .leads_page(&relentless_store::LeadFilter {
+            limit: 10,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let mut statuses = vec![];
+    for l in leads {
+        statuses.extend(
+            tx.touches_for_lead(l.id)
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|t| t.status),
+        );
+    }
+    assert!(
+        statuses.len() == total
+            && statuses
+                .iter()
+                .all(|s| *s == relentless_core::types::TouchStatus::Scheduled),
+        "every touch is due again, none left `sending`: {statuses:?}"
+    );
+    drop(tx);
+
+    failing.store(false, Ordering::SeqCst);
+    let mut d = Dispatcher::new(e.clone());
+    while d.tick().await.unwrap().claimed > 0 {}
+    let mut sent = outbox_touch_ids(&e).await;
+    sent.sort_unstable();
+    let distinct: HashSet<i64> = sent.iter().copied().collect();
+    assert_eq!(
+        (sent.len(), distinct.len()),
+        (total, total),
+        "each touch sent once"
+    );
 }
