@@ -240,18 +240,22 @@ impl Engine {
                 _ => *hist.entry(value.to_string()).or_insert(0) += n,
             }
         }
+        // (sent, answered) per channel and per step; one step's channel varies (preferred,
+        // fallbacks), so a step adds its channels up.
         let mut by_channel: BTreeMap<String, (i64, i64)> = BTreeMap::new();
-        let mut by_step: BTreeMap<String, Rate> = BTreeMap::new();
+        let mut by_step: BTreeMap<String, (i64, i64)> = BTreeMap::new();
         for (plan, step, channel, sent, answered) in rows.touches {
-            let c = by_channel.entry(channel).or_default();
-            c.0 += sent;
-            c.1 += answered;
-            // One step's channel varies (preferred, fallbacks): its rate adds them up.
-            let s = by_step
-                .entry(format!("{plan}#{}", step + 1))
-                .or_insert_with(|| rate(0, 0));
-            *s = rate(s.sent + sent, s.answered + answered);
+            for n in [
+                by_channel.entry(channel).or_default(),
+                by_step.entry(format!("{plan}#{}", step + 1)).or_default(),
+            ] {
+                n.0 += sent;
+                n.1 += answered;
+            }
         }
+        let rates = |m: BTreeMap<String, (i64, i64)>| -> BTreeMap<String, Rate> {
+            m.into_iter().map(|(k, (s, a))| (k, rate(s, a))).collect()
+        };
         Ok(Summary {
             since: crate::ts(since).to_string(),
             computed_at: crate::ts(now_ms()).to_string(),
@@ -259,11 +263,8 @@ impl Engine {
             speed_to_lead: pct(to_lead),
             speed_to_call: pct(to_call),
             attempts_before_contact: hist,
-            answer_rate_by_channel: by_channel
-                .into_iter()
-                .map(|(c, (s, a))| (c, rate(s, a)))
-                .collect(),
-            answer_rate_by_step: by_step,
+            answer_rate_by_channel: rates(by_channel),
+            answer_rate_by_step: rates(by_step),
             overdue_tasks_by_agent: rows.overdue_by_agent.into_iter().collect(),
             leads_below_8_attempts: rows.leads_below_8,
         })

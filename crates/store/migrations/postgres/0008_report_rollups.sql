@@ -78,26 +78,28 @@ CREATE FUNCTION report_bucket(s BIGINT) RETURNS BIGINT LANGUAGE sql IMMUTABLE AS
     FROM (SELECT CASE WHEN s < 0 THEN 0 ELSE s END AS x) AS v
 $$;
 
-CREATE FUNCTION report_lead_add(l leads, k BIGINT) RETURNS void LANGUAGE sql AS $$
-    INSERT INTO report_lead_hours (hour, metric, value, shard, n)
-    SELECT l.created_at / 3600000, m.metric, m.value, pg_backend_pid(), k
+-- A lead's rows of report_lead_hours: (metric, value) for each figure it has.
+CREATE FUNCTION report_lead_values(l leads) RETURNS TABLE (metric TEXT, value BIGINT)
+LANGUAGE sql IMMUTABLE AS $$
+    SELECT m.metric, m.value
     FROM (VALUES
         ('lead', report_bucket((l.first_attempt_at - l.created_at) / 1000)),
         ('call', report_bucket((l.first_call_at - l.created_at) / 1000)),
         ('attempts', l.attempts_at_answer)
     ) AS m(metric, value)
     WHERE m.value IS NOT NULL
+$$;
+
+CREATE FUNCTION report_lead_add(l leads, k BIGINT) RETURNS void LANGUAGE sql AS $$
+    INSERT INTO report_lead_hours (hour, metric, value, shard, n)
+    SELECT l.created_at / 3600000, v.metric, v.value, pg_backend_pid(), k
+    FROM report_lead_values(l) AS v
     ON CONFLICT (hour, metric, value, shard) DO UPDATE SET n = report_lead_hours.n + excluded.n
 $$;
 
 INSERT INTO report_lead_hours (hour, metric, value, shard, n)
-SELECT l.created_at / 3600000, m.metric, m.value, 0, COUNT(*)
-FROM leads l, LATERAL (VALUES
-    ('lead', report_bucket((l.first_attempt_at - l.created_at) / 1000)),
-    ('call', report_bucket((l.first_call_at - l.created_at) / 1000)),
-    ('attempts', l.attempts_at_answer)
-) AS m(metric, value)
-WHERE m.value IS NOT NULL
+SELECT l.created_at / 3600000, v.metric, v.value, 0, COUNT(*)
+FROM leads l, report_lead_values(l) AS v
 GROUP BY 1, 2, 3;
 
 CREATE FUNCTION report_leads_change() RETURNS trigger LANGUAGE plpgsql AS $$
