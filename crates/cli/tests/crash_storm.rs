@@ -61,14 +61,7 @@ async fn start_twilio(seen: Seen) -> String {
 
 /// A zone where it is now between 10:00 and 18:59: texts go out at once.
 fn day_zone() -> String {
-    let now = jiff::Timestamp::now();
-    (-12..=14)
-        .map(|h: i32| match h {
-            0 => "Etc/GMT".to_string(),
-            h if h > 0 => format!("Etc/GMT-{h}"),
-            h => format!("Etc/GMT+{}", -h),
-        })
-        .find(|z| (10..=18).contains(&now.in_tz(z).unwrap().hour()))
+    relentless_core::schedule::zone_with_local_hour(jiff::Timestamp::now(), 10..=18)
         .expect("some zone is in the day")
 }
 

@@ -699,6 +699,22 @@ pub struct PlanContext<'a> {
     pub blocked: &'a [Channel],
 }
 
+/// A fixed-offset zone (`Etc/GMT+12` … `Etc/GMT-14`) whose local hour at `now` is in
+/// `hours`, if one is. Tests use it to put a lead where it is day (or night) whatever time
+/// they run, since the sending window decides when its texts and calls go out.
+pub fn zone_with_local_hour(now: Timestamp, hours: std::ops::RangeInclusive<i8>) -> Option<String> {
+    (-12..=14)
+        .map(|h: i32| match h {
+            0 => "Etc/GMT".to_string(),
+            // POSIX-style names: `Etc/GMT-3` is three hours *ahead* of UTC.
+            h if h > 0 => format!("Etc/GMT-{h}"),
+            h => format!("Etc/GMT+{}", -h),
+        })
+        .find(|z| {
+            TimeZone::get(z).is_ok_and(|tz| hours.contains(&now.to_zoned_datetime(tz).hour()))
+        })
+}
+
 /// One [`PlannedTouch`] per step of `plan`, sorted by `due_at` (ties in step order).
 ///
 /// Left out: steps `covered_by` a plan in `ctx.started_with`, `Promised` steps when no promise
@@ -1309,6 +1325,21 @@ template = "c"
         // Nor does a step whose fallback is blocked too (no phone, unsubscribed from email).
         let t = plan_touches(&plan, &ctx(&[Channel::Text, Channel::Call, Channel::Email]));
         assert_eq!(t[0].due_at, local(&ny, 2024, 6, 11, 8, 0));
+    }
+
+    #[test]
+    fn a_zone_is_found_for_every_local_hour() {
+        for now in [
+            "2024-06-10T00:30:00Z",
+            "2024-06-10T13:05:00Z",
+            "2024-12-31T23:59:00Z",
+        ] {
+            let now: Timestamp = now.parse().unwrap();
+            for h in 0..24 {
+                let z = zone_with_local_hour(now, h..=h).expect("some zone");
+                assert_eq!(now.to_zoned_datetime(tz(&z)).hour(), h, "{z} at {now}");
+            }
+        }
     }
 
     // --- properties ----------------------------------------------------------------------------

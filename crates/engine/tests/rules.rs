@@ -177,7 +177,7 @@ async fn a_due_call_step_becomes_a_task_for_the_agent_who_is_told() {
     let input = LeadInput {
         first_name: Some("Tia".into()),
         email: Some(Some("tia@example.com".into())),
-        timezone: Some(zone.into()),
+        timezone: Some(zone),
         ..Default::default()
     };
     let lead = e
@@ -219,42 +219,13 @@ async fn a_due_call_step_becomes_a_task_for_the_agent_who_is_told() {
 
 /// A zone where it is daytime now: a text, call or task step there is due at once, whatever
 /// time the tests run (at night the sending window holds it until the morning).
-fn day_zone() -> &'static str {
-    [
-        "Etc/GMT+10",
-        "Etc/GMT+6",
-        "Etc/GMT+2",
-        "Etc/GMT-2",
-        "Etc/GMT-6",
-        "Etc/GMT-10",
-        "Etc/GMT-14",
-    ]
-    .into_iter()
-    .find(|z| (10..=17).contains(&jiff::Timestamp::now().in_tz(z).unwrap().hour()))
-    .unwrap()
+fn day_zone() -> String {
+    relentless_core::schedule::zone_with_local_hour(jiff::Timestamp::now(), 10..=17).unwrap()
 }
 
 /// A zone where it is night now (01:00–05:59): outside every sending window.
-fn night_zone() -> &'static str {
-    [
-        "Etc/GMT+12",
-        "Etc/GMT+10",
-        "Etc/GMT+8",
-        "Etc/GMT+6",
-        "Etc/GMT+4",
-        "Etc/GMT+2",
-        "Etc/GMT",
-        "Etc/GMT-2",
-        "Etc/GMT-4",
-        "Etc/GMT-6",
-        "Etc/GMT-8",
-        "Etc/GMT-10",
-        "Etc/GMT-12",
-        "Etc/GMT-14",
-    ]
-    .into_iter()
-    .find(|z| (1..=5).contains(&jiff::Timestamp::now().in_tz(z).unwrap().hour()))
-    .unwrap()
+fn night_zone() -> String {
+    relentless_core::schedule::zone_with_local_hour(jiff::Timestamp::now(), 1..=5).unwrap()
 }
 
 /// SPEC §4: speed-to-lead answers every new lead at once, by text or, when the lead cannot be
@@ -267,7 +238,7 @@ async fn an_email_only_lead_at_night_gets_the_speed_to_lead_email_at_once() {
     let input = LeadInput {
         first_name: Some("Nia".into()),
         email: Some(Some("nia@example.com".into())),
-        timezone: Some(night_zone().into()),
+        timezone: Some(night_zone()),
         ..Default::default()
     };
     let lead = e
@@ -315,7 +286,7 @@ async fn a_preferred_step_uses_the_channel_the_lead_prefers() {
         phone: Some(Some("+15125550172".into())),
         preferred_channel: Some(Some("email".into())),
         // A `preferred` step is laid out in the sending window (it may become a text).
-        timezone: Some(day_zone().into()),
+        timezone: Some(day_zone()),
         ..Default::default()
     };
     let lead = e
@@ -439,7 +410,7 @@ async fn an_invalid_number_at_twilio_fails_the_touch_and_flags_the_phone() {
     one_step_plan(&e, "txt", "text", "r21-d1-text").await;
     let input = LeadInput {
         phone: Some(Some("+15125550173".into())),
-        timezone: Some(zone.into()),
+        timezone: Some(zone),
         ..Default::default()
     };
     let lead = e

@@ -353,66 +353,13 @@ impl TestApp {
 }
 
 /// A zone where it is now between 01:00 and 06:59 local: outside every sending window.
-pub fn night_zone() -> &'static str {
-    const ZONES: &[&str] = &[
-        "Etc/GMT+12",
-        "Etc/GMT+11",
-        "Etc/GMT+10",
-        "Etc/GMT+9",
-        "Etc/GMT+8",
-        "Etc/GMT+7",
-        "Etc/GMT+6",
-        "Etc/GMT+5",
-        "Etc/GMT+4",
-        "Etc/GMT+3",
-        "Etc/GMT+2",
-        "Etc/GMT+1",
-        "Etc/GMT",
-        "Etc/GMT-1",
-        "Etc/GMT-2",
-        "Etc/GMT-3",
-        "Etc/GMT-4",
-        "Etc/GMT-5",
-        "Etc/GMT-6",
-        "Etc/GMT-7",
-        "Etc/GMT-8",
-        "Etc/GMT-9",
-        "Etc/GMT-10",
-        "Etc/GMT-11",
-        "Etc/GMT-12",
-        "Etc/GMT-13",
-        "Etc/GMT-14",
-    ];
-    let now = jiff::Timestamp::now();
-    ZONES
-        .iter()
-        .copied()
-        .find(|z| (1..=6).contains(&now.in_tz(z).unwrap().hour()))
+pub fn night_zone() -> String {
+    relentless_core::schedule::zone_with_local_hour(jiff::Timestamp::now(), 1..=6)
         .expect("some zone is at night")
 }
 
 /// A zone where it is now between 10:00 and 18:59 local: inside the default window.
-pub fn day_zone() -> &'static str {
-    const ZONES: &[&str] = &[
-        "Etc/GMT+12",
-        "Etc/GMT+10",
-        "Etc/GMT+8",
-        "Etc/GMT+6",
-        "Etc/GMT+4",
-        "Etc/GMT+2",
-        "Etc/GMT",
-        "Etc/GMT-2",
-        "Etc/GMT-4",
-        "Etc/GMT-6",
-        "Etc/GMT-8",
-        "Etc/GMT-10",
-        "Etc/GMT-12",
-        "Etc/GMT-14",
-    ];
-    let now = jiff::Timestamp::now();
-    ZONES
-        .iter()
-        .copied()
-        .find(|z| (10..=18).contains(&now.in_tz(z).unwrap().hour()))
+pub fn day_zone() -> String {
+    relentless_core::schedule::zone_with_local_hour(jiff::Timestamp::now(), 10..=18)
         .expect("some zone is in the day")
 }

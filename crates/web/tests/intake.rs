@@ -494,14 +494,14 @@ async fn consent_is_recorded_and_required_consent_turns_texts_into_email() {
         ("email", "cora@example.com"),
         ("consent_text", "yes"),
         ("consent_text_wording", wording),
-        ("timezone", day_zone()),
+        ("timezone", &day_zone()),
     ];
     no_redirects().post(&url).form(&form).send().await.unwrap();
     let form = [
         ("name", "Nora None"),
         ("phone", "+15125550161"),
         ("email", "nora@example.com"),
-        ("timezone", day_zone()),
+        ("timezone", &day_zone()),
     ];
     no_redirects().post(&url).form(&form).send().await.unwrap();
     let all = leads(&app).await;

@@ -90,7 +90,7 @@ async fn a_lead_at_night_is_texted_at_the_window_opening_not_now() {
         .unwrap();
     assert_eq!(text["status"], "scheduled", "{text}");
     let due: jiff::Timestamp = text["due_at"].as_str().unwrap().parse().unwrap();
-    let local = due.in_tz(zone).unwrap();
+    let local = due.in_tz(&zone).unwrap();
     assert_eq!(
         (local.hour(), local.minute()),
         (8, 0),
