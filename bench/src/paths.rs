@@ -21,7 +21,7 @@
 //!   agent, timed until the `engagement` event for that lead arrives on the stream.
 //! - **Pixel requests per second**: `wrk` against one pixel URL (a tokio client loop when
 //!   `wrk` is not installed, or with `--loadgen tokio`); the opens the server recorded
-//!   (`tracking.opens`) and the events the stream delivered are counted as a cross-check.
+//!   (`open` activities on the lead's timeline) and the events the stream delivered are counted as a cross-check.
 
 use crate::api::summary;
 use crate::data::{self, FIRST, LAST, mix};
@@ -620,12 +620,13 @@ async fn pixel_path(cx: &Ctx, a: &PathsArgs, db: &Path) -> Result<Value, BoxErr>
 }
 
 async fn opens(conn: &mut sqlx::SqliteConnection, token: &str) -> Result<i64, BoxErr> {
-    Ok(
-        sqlx::query_scalar::<_, i64>("SELECT opens FROM tracking WHERE token = ?")
-            .bind(token)
-            .fetch_one(conn)
-            .await?,
+    Ok(sqlx::query_scalar::<_, i64>(
+        "SELECT COUNT(*) FROM activities WHERE kind = 'open'
+             AND lead_id = (SELECT lead_id FROM tracking WHERE token = ?)",
     )
+    .bind(token)
+    .fetch_one(conn)
+    .await?)
 }
 
 /// `wrk` against `url`; `None` when wrk is not installed.

@@ -1,11 +1,12 @@
 //! What comes back: inbound texts (keywords, replies, new leads), delivery callbacks, inbound
 //! email (replies, auto-replies, bounces), and tracking hits (opens, clicks, unsubscribes,
-//! video views). Each is one transaction; notifications go out after the commit.
+//! video views). Each is one transaction (tracking hits are grouped, see `tracking.rs`);
+//! notifications go out after the commit.
 
 use crate::channels::{Message, SendError};
-use crate::leads::{Effects, LeadInput, Origin, answer, engagement, notify};
+use crate::leads::{Effects, LeadInput, Origin, answer, notify};
 use crate::{Engine, Error, Result, now_ms, team_ctx};
-use relentless_core::engagement::{Hit, HitKind, is_machine};
+use relentless_core::engagement::HitKind;
 use relentless_core::rules::{self, SmsKeyword};
 use relentless_core::types::*;
 use relentless_core::validate;
@@ -281,14 +282,14 @@ impl Engine {
 
     /// The open pixel was fetched.
     pub async fn track_open(&self, token: &str, hit: HitInfo<'_>) -> Result<()> {
-        self.track(token, HitKind::Open, None, hit)
+        self.track(token, HitKind::Open, None, hit.user_agent)
             .await
             .map(|_| ())
     }
 
     /// A tracked link was clicked: the stored link `n`, never a URL from the request.
     pub async fn track_click(&self, token: &str, n: usize, hit: HitInfo<'_>) -> Result<String> {
-        self.track(token, HitKind::Click, Some(n), hit)
+        self.track(token, HitKind::Click, Some(n), hit.user_agent)
             .await?
             .ok_or(Error::NotFound)
     }
@@ -296,7 +297,7 @@ impl Engine {
     /// The video page reported play, progress or ended. A play is a view.
     pub async fn track_video(&self, token: &str, event: &str, hit: HitInfo<'_>) -> Result<()> {
         if event == "play" {
-            self.track(token, HitKind::Open, None, hit)
+            self.track(token, HitKind::Open, None, hit.user_agent)
                 .await
                 .map(|_| ())
         } else {
@@ -316,70 +317,6 @@ impl Engine {
             tx.commit().await?;
             Ok(())
         }
-    }
-
-    async fn track(
-        &self,
-        token: &str,
-        kind: HitKind,
-        link: Option<usize>,
-        hit: HitInfo<'_>,
-    ) -> Result<Option<String>> {
-        let now = now_ms();
-        let mut tx = self.store.write().await?;
-        let t = tx.tracking(token).await?.ok_or(Error::NotFound)?;
-        let url = match link {
-            Some(n) => Some(t.links.get(n).cloned().ok_or(Error::NotFound)?),
-            None => None,
-        };
-        let video = t.kind == "video";
-        tx.tracking_hit(token, link.is_some()).await?;
-        let others = match link {
-            Some(n) => tx.click_record(token, n as i64, now, 5_000).await? as usize,
-            None => 0,
-        };
-        let Some(mut lead) = tx.lead(t.lead_id).await? else {
-            return Ok(url);
-        };
-        let h = Hit {
-            user_agent: hit.user_agent,
-            seconds_since_sent: (now - t.created_at) / 1000,
-            kind,
-            other_links_clicked_within_5s: others,
-        };
-        let (label, verb) = match (video, kind) {
-            (true, _) => ("video_view", "watched your video"),
-            (false, HitKind::Click) => ("click", "clicked a link in your email"),
-            (false, HitKind::Open) => ("open", "opened your email"),
-        };
-        if let Some(why) = is_machine(&h).filter(|_| !video) {
-            activity(
-                tx.as_mut(),
-                lead.id,
-                &format!("{label}_machine"),
-                &format!(
-                    "{} by a machine ({why}); not counted as engagement",
-                    crate::capital(label)
-                ),
-            )
-            .await?;
-            tx.commit().await?;
-            return Ok(url);
-        }
-        let team = team_ctx(tx.as_mut()).await?;
-        activity(
-            tx.as_mut(),
-            lead.id,
-            label,
-            &format!("{} {verb}", lead.full_name()),
-        )
-        .await?;
-        let mut fx = Effects::default();
-        engagement(tx.as_mut(), &team, &mut lead, label, verb, now, &mut fx).await?;
-        tx.commit().await?;
-        self.apply_effects(fx);
-        metrics::counter!("relentless_engagements_total", "kind" => label).increment(1);
-        Ok(url)
     }
 
     /// One-click unsubscribe (RFC 8058) from an email's link or header.

@@ -10,6 +10,7 @@ use relentless_core::types::*;
 use relentless_core::validate;
 use relentless_store::*;
 use serde_json::{Map, Value};
+use std::collections::{HashMap, HashSet};
 
 /// Where a lead came from: decides which plans start (SPEC §4).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -1284,83 +1285,141 @@ pub(crate) async fn engagement(
     now: Millis,
     fx: &mut Effects,
 ) -> Result<()> {
-    if lead.level != Level::Hot {
-        lead.level = Level::Hot;
-        lead.updated_at = now;
-        tx.lead_save(lead).await?;
-    }
-    let recent = tx
-        .tasks(&TaskFilter {
-            lead_id: Some(lead.id),
-            status: Some(TaskStatus::Open),
-            limit: 100,
-            ..Default::default()
-        })
-        .await?
-        .into_iter()
-        .any(|t| {
-            t.kind == TaskKind::Call && t.touch_id.is_none() && t.created_at > now - 3_600_000
-        });
-    if !recent && lead.can_call() {
-        tx.task_insert(
-            &NewTask {
-                lead_id: lead.id,
-                touch_id: None,
-                assignee_id: lead.assigned_to,
-                kind: TaskKind::Call,
-                due_at: due_now_in_window(team, lead, now),
-                script: format!(
-                    "{} just {}. Call now while they are looking.",
-                    lead.full_name(),
-                    detail
-                ),
-                voicemail: None,
-            },
-            now,
-        )
-        .await?;
-    }
-    notify(tx, lead, EventKind::Engagement, kind, detail, now, fx).await?;
-    // Agents who opted in also get the alert by text or email, so they can call at once.
-    if let Some(agent) = match lead.assigned_to {
-        Some(id) => tx.user(id).await?,
-        None => None,
-    } {
-        let phone = lead.phone.clone().unwrap_or_default();
-        let body = format!(
-            "Relentless: {} just {detail}. Call now{}",
-            lead.full_name(),
-            if phone.is_empty() {
-                String::new()
-            } else {
-                format!(": {phone}")
-            }
-        );
-        if agent.notify_sms
-            && let Some(p) = &agent.phone
-        {
-            fx.alerts.push(crate::channels::Message {
-                lead_id: lead.id,
-                channel: Channel::Text,
-                to: p.clone(),
-                body: body.clone(),
-                from_name: team.team.name.clone(),
-                ..Default::default()
-            });
-        }
-        if agent.notify_email {
-            fx.alerts.push(crate::channels::Message {
-                lead_id: lead.id,
-                channel: Channel::Email,
-                to: agent.email.clone(),
-                subject: Some(format!("{} is looking right now", lead.full_name())),
-                body,
-                from_name: "Relentless".into(),
-                ..Default::default()
-            });
-        }
+    let mut leads = HashMap::from([(lead.id, lead.clone())]);
+    let shown = [Interest {
+        lead_id: lead.id,
+        kind: kind.into(),
+        detail: detail.into(),
+    }];
+    engagements(tx, team, &mut leads, &shown, now, fx).await?;
+    if let Some(l) = leads.remove(&lead.id) {
+        *lead = l;
     }
     Ok(())
+}
+
+/// A lead showed interest (an open, a click, a video view, an inquiry): what and how to say it.
+pub(crate) struct Interest {
+    pub lead_id: i64,
+    pub kind: String,
+    pub detail: String,
+}
+
+/// Engagement for many leads at once (SPEC §5.5), in a few statements whatever their number:
+/// each lead becomes hot; a lead that can be called gets one "call now" task unless one from
+/// the last hour is still open; the assigned agent is notified of each (and alerted by text or
+/// email if they asked). `leads` holds every lead named in `shown` and is updated in place.
+pub(crate) async fn engagements(
+    tx: &mut dyn Tx,
+    team: &TeamCtx,
+    leads: &mut HashMap<i64, Lead>,
+    shown: &[Interest],
+    now: Millis,
+    fx: &mut Effects,
+) -> Result<()> {
+    let mut ids: Vec<i64> = shown.iter().map(|s| s.lead_id).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    for id in &ids {
+        if let Some(lead) = leads.get_mut(id)
+            && lead.level != Level::Hot
+        {
+            lead.level = Level::Hot;
+            lead.updated_at = now;
+            tx.lead_save(lead).await?;
+        }
+    }
+    let mut has_task: HashSet<i64> = tx
+        .leads_with_recent_call_task(&ids, now - 3_600_000)
+        .await?
+        .into_iter()
+        .collect();
+    let mut agents: HashMap<i64, Option<User>> = HashMap::new();
+    let mut notes = Vec::new();
+    for s in shown {
+        let Some(lead) = leads.get(&s.lead_id) else {
+            continue;
+        };
+        if lead.can_call() && has_task.insert(lead.id) {
+            tx.task_insert(
+                &NewTask {
+                    lead_id: lead.id,
+                    touch_id: None,
+                    assignee_id: lead.assigned_to,
+                    kind: TaskKind::Call,
+                    due_at: due_now_in_window(team, lead, now),
+                    script: format!(
+                        "{} just {}. Call now while they are looking.",
+                        lead.full_name(),
+                        s.detail
+                    ),
+                    voicemail: None,
+                },
+                now,
+            )
+            .await?;
+        }
+        let Some(agent_id) = lead.assigned_to else {
+            continue;
+        };
+        notes.push(new_notification(
+            agent_id,
+            lead,
+            EventKind::Engagement,
+            &s.kind,
+            &s.detail,
+            now,
+        ));
+        // Agents who opted in also get the alert by text or email, so they can call at once.
+        let agent = match agents.get(&agent_id) {
+            Some(a) => a,
+            None => {
+                let a = tx.user(agent_id).await?;
+                agents.entry(agent_id).or_insert(a)
+            }
+        };
+        if let Some(agent) = agent {
+            engagement_alerts(team, lead, agent, &s.detail, fx);
+        }
+    }
+    store_notifications(tx, notes, fx).await
+}
+
+/// The texts or emails an agent who opted in gets when their lead engages.
+fn engagement_alerts(team: &TeamCtx, lead: &Lead, agent: &User, detail: &str, fx: &mut Effects) {
+    let phone = lead.phone.clone().unwrap_or_default();
+    let body = format!(
+        "Relentless: {} just {detail}. Call now{}",
+        lead.full_name(),
+        if phone.is_empty() {
+            String::new()
+        } else {
+            format!(": {phone}")
+        }
+    );
+    if agent.notify_sms
+        && let Some(p) = &agent.phone
+    {
+        fx.alerts.push(crate::channels::Message {
+            lead_id: lead.id,
+            channel: Channel::Text,
+            to: p.clone(),
+            body: body.clone(),
+            from_name: team.team.name.clone(),
+            ..Default::default()
+        });
+    }
+    if agent.notify_email {
+        fx.alerts.push(crate::channels::Message {
+            lead_id: lead.id,
+            channel: Channel::Email,
+            to: agent.email.clone(),
+            subject: Some(format!("{} is looking right now", lead.full_name())),
+            body,
+            from_name: "Relentless".into(),
+            ..Default::default()
+        });
+    }
 }
 
 /// Stores a notification for the lead's agent and queues it for the live stream.
@@ -1390,7 +1449,19 @@ pub(crate) async fn notify_user(
     now: Millis,
     fx: &mut Effects,
 ) -> Result<()> {
-    let n = NewNotification {
+    let n = new_notification(user_id, lead, event, kind, detail, now);
+    store_notifications(tx, vec![n], fx).await
+}
+
+fn new_notification(
+    user_id: i64,
+    lead: &Lead,
+    event: EventKind,
+    kind: &str,
+    detail: &str,
+    now: Millis,
+) -> NewNotification {
+    NewNotification {
         user_id,
         event,
         lead_id: Some(lead.id),
@@ -1398,18 +1469,30 @@ pub(crate) async fn notify_user(
         kind: kind.into(),
         at: now,
         detail: detail.into(),
-    };
-    let id = tx.notification_insert(&n).await?;
-    fx.notifications.push(Notification {
-        id,
-        user_id,
-        event: event.as_str().into(),
-        lead_id: n.lead_id,
-        lead_name: n.lead_name,
-        kind: n.kind,
-        at: now,
-        detail: n.detail,
-    });
+    }
+}
+
+/// Stores notifications (in one statement) and queues them for the live stream.
+async fn store_notifications(
+    tx: &mut dyn Tx,
+    notes: Vec<NewNotification>,
+    fx: &mut Effects,
+) -> Result<()> {
+    if notes.is_empty() {
+        return Ok(());
+    }
+    let ids = tx.notifications_insert(&notes).await?;
+    fx.notifications
+        .extend(notes.into_iter().zip(ids).map(|(n, id)| Notification {
+            id,
+            user_id: n.user_id,
+            event: n.event.as_str().into(),
+            lead_id: n.lead_id,
+            lead_name: n.lead_name,
+            kind: n.kind,
+            at: n.at,
+            detail: n.detail,
+        }));
     Ok(())
 }
 

@@ -23,6 +23,7 @@ pub mod reports;
 pub mod sessions;
 pub mod setup;
 pub mod tasks;
+mod tracking;
 pub mod videos;
 
 pub use error::{Error, FieldError, Result};
@@ -162,6 +163,8 @@ pub struct Engine {
     closing: Arc<tokio::sync::watch::Sender<bool>>,
     /// Report summaries computed off the request path (see [`reports`]).
     reports: Arc<reports::ReportCache>,
+    /// Tracking hits waiting to be written together (see [`tracking`]).
+    hits: Arc<tracking::HitQueue>,
 }
 
 impl Engine {
@@ -175,6 +178,7 @@ impl Engine {
             listening: Arc::new(tokio::sync::OnceCell::new()),
             closing: Arc::new(tokio::sync::watch::channel(false).0),
             reports: Arc::default(),
+            hits: Arc::default(),
         }
     }
 

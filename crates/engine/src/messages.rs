@@ -69,8 +69,6 @@ pub fn tracked_email(
         touch_id,
         links: composed.links,
         video_id: None,
-        opens: 0,
-        clicks: 0,
         created_at: now,
     };
     (msg, tracking)

@@ -97,8 +97,6 @@ impl Engine {
             touch_id: None,
             links: vec![],
             video_id: Some(video.id),
-            opens: 0,
-            clicks: 0,
             created_at: now_ms(),
         })
         .await?;

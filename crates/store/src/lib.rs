@@ -307,6 +307,13 @@ pub trait Tx: Send {
     async fn task(&mut self, id: i64) -> Result<Option<Task>>;
     async fn reassign_task(&mut self, id: i64, to: i64) -> Result<()>;
     async fn tasks(&mut self, filter: &TaskFilter) -> Result<Vec<Task>>;
+    /// Of `lead_ids`, those with an open call task not tied to a touch (an engagement's "call
+    /// now") created after `since`.
+    async fn leads_with_recent_call_task(
+        &mut self,
+        lead_ids: &[i64],
+        since: Millis,
+    ) -> Result<Vec<i64>>;
     async fn task_complete(
         &mut self,
         id: i64,
@@ -399,8 +406,9 @@ pub trait Tx: Send {
         Ok(())
     }
     async fn tracking(&mut self, token: &str) -> Result<Option<Tracking>>;
-    /// Counts an open or a click on a token.
-    async fn tracking_hit(&mut self, token: &str, click: bool) -> Result<()>;
+    /// The tracking rows of many tokens at once (a batch of opens and clicks); unknown tokens
+    /// are left out.
+    async fn trackings(&mut self, tokens: &[String]) -> Result<Vec<Tracking>>;
     /// Records a click on link `n`; returns how many *other* links of the same message were
     /// clicked within `window_ms` of it.
     async fn click_record(

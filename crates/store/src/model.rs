@@ -356,8 +356,6 @@ pub struct Tracking {
     #[sqlx(json)]
     pub links: Vec<String>,
     pub video_id: Option<i64>,
-    pub opens: i64,
-    pub clicks: i64,
     pub created_at: Millis,
 }
 

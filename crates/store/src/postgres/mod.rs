@@ -1276,6 +1276,24 @@ impl Tx for PgTx {
         Ok(())
     }
 
+    async fn leads_with_recent_call_task(
+        &mut self,
+        lead_ids: &[i64],
+        since: Millis,
+    ) -> Result<Vec<i64>> {
+        if lead_ids.is_empty() {
+            return Ok(vec![]);
+        }
+        Ok(sqlx::query_scalar(
+            "SELECT DISTINCT lead_id FROM tasks WHERE lead_id = ANY($1) AND status = 'open'
+             AND kind = 'call' AND touch_id IS NULL AND created_at > $2",
+        )
+        .bind(lead_ids)
+        .bind(since)
+        .fetch_all(&mut *self.tx)
+        .await?)
+    }
+
     async fn tasks(&mut self, f: &TaskFilter) -> Result<Vec<Task>> {
         let mut q: QueryBuilder<Postgres> =
             QueryBuilder::new(format!("SELECT {TASK_COLS} FROM tasks WHERE 1 = 1"));
@@ -1627,20 +1645,20 @@ impl Tx for PgTx {
     }
 
     async fn tracking(&mut self, token: &str) -> Result<Option<Tracking>> {
-        Ok(sqlx::query_as("SELECT token, kind, lead_id, touch_id, links, video_id, opens, clicks, created_at FROM tracking WHERE token = $1")
+        Ok(sqlx::query_as("SELECT token, kind, lead_id, touch_id, links, video_id, created_at FROM tracking WHERE token = $1")
             .bind(token)
             .fetch_optional(&mut *self.tx)
             .await?)
     }
 
-    async fn tracking_hit(&mut self, token: &str, click: bool) -> Result<()> {
-        let q = if click {
-            "UPDATE tracking SET clicks = clicks + 1 WHERE token = $1"
-        } else {
-            "UPDATE tracking SET opens = opens + 1 WHERE token = $1"
-        };
-        sqlx::query(q).bind(token).execute(&mut *self.tx).await?;
-        Ok(())
+    async fn trackings(&mut self, tokens: &[String]) -> Result<Vec<Tracking>> {
+        if tokens.is_empty() {
+            return Ok(vec![]);
+        }
+        Ok(sqlx::query_as("SELECT token, kind, lead_id, touch_id, links, video_id, created_at FROM tracking WHERE token = ANY($1)")
+            .bind(tokens)
+            .fetch_all(&mut *self.tx)
+            .await?)
     }
 
     async fn click_record(

@@ -1227,6 +1227,24 @@ impl Tx for SqliteTx {
         Ok(())
     }
 
+    async fn leads_with_recent_call_task(
+        &mut self,
+        lead_ids: &[i64],
+        since: Millis,
+    ) -> Result<Vec<i64>> {
+        if lead_ids.is_empty() {
+            return Ok(vec![]);
+        }
+        Ok(sqlx::query_scalar(sql!(
+            "SELECT DISTINCT lead_id FROM tasks WHERE lead_id IN ({}) AND status = 'open'
+             AND kind = 'call' AND touch_id IS NULL AND created_at > ?",
+            ids_list(lead_ids)
+        ))
+        .bind(since)
+        .fetch_all(&mut *self.tx)
+        .await?)
+    }
+
     async fn tasks(&mut self, f: &TaskFilter) -> Result<Vec<Task>> {
         let mut q: QueryBuilder<Sqlite> =
             QueryBuilder::new(format!("SELECT {TASK_COLS} FROM tasks WHERE 1 = 1"));
@@ -1517,20 +1535,21 @@ impl Tx for SqliteTx {
     }
 
     async fn tracking(&mut self, token: &str) -> Result<Option<Tracking>> {
-        Ok(sqlx::query_as("SELECT token, kind, lead_id, touch_id, links, video_id, opens, clicks, created_at FROM tracking WHERE token = ?")
+        Ok(sqlx::query_as("SELECT token, kind, lead_id, touch_id, links, video_id, created_at FROM tracking WHERE token = ?")
             .bind(token)
             .fetch_optional(&mut *self.tx)
             .await?)
     }
 
-    async fn tracking_hit(&mut self, token: &str, click: bool) -> Result<()> {
-        let q = if click {
-            "UPDATE tracking SET clicks = clicks + 1 WHERE token = ?"
-        } else {
-            "UPDATE tracking SET opens = opens + 1 WHERE token = ?"
-        };
-        sqlx::query(q).bind(token).execute(&mut *self.tx).await?;
-        Ok(())
+    async fn trackings(&mut self, tokens: &[String]) -> Result<Vec<Tracking>> {
+        if tokens.is_empty() {
+            return Ok(vec![]);
+        }
+        // One statement text for any number of tokens: they travel as one JSON array.
+        Ok(sqlx::query_as("SELECT token, kind, lead_id, touch_id, links, video_id, created_at FROM tracking WHERE token IN (SELECT value FROM json_each(?))")
+            .bind(sqlx::types::Json(tokens))
+            .fetch_all(&mut *self.tx)
+            .await?)
     }
 
     async fn click_record(

@@ -1121,3 +1121,87 @@ async fn unreadable_path_and_query_parameters_are_problem_json() {
         assert_eq!(p["status"], 400, "{p}");
     }
 }
+
+/// Opens that arrive together are written together (tracking.rs) and each is still counted:
+/// 30 pixels fetched at once for two leads' emails, and a few for tokens that do not exist.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn opens_arriving_together_are_each_counted_once() {
+    let app = TestApp::spawn_on(BACKEND).await;
+    let mut leads = vec![];
+    for (email, phone) in [
+        ("ana@example.com", "+15125550171"),
+        ("bo@example.com", "+15125550172"),
+    ] {
+        // Texts off and daytime: speed-to-lead answers by email at once.
+        let (s, l) = app
+            .post(
+                &app.admin,
+                "/api/v1/leads",
+                json!({"email": email, "phone": phone, "sms_opt_out": true, "timezone": day_zone()}),
+            )
+            .await;
+        assert_eq!(s, StatusCode::CREATED, "{l}");
+        app.wait_touches(id(&l), "email sent", |t| {
+            t.iter().any(|t| t["status"] == "sent")
+        })
+        .await;
+        let body = app.outbox_for(id(&l)).await[0]["body"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let at = body.find("/u/").unwrap() + 3;
+        let token: String = body[at..].chars().take(32).collect();
+        leads.push((id(&l), token));
+    }
+    let ua = "Mozilla/5.0 (iPhone; CPU iPhone OS 17_5 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Mobile/15E148";
+    let mut urls = vec![];
+    for i in 0..30 {
+        urls.push(format!("{}/t/{}/o.gif", app.base, leads[i % 3 % 2].1));
+    }
+    urls.extend((0..4).map(|i| format!("{}/t/{:032x}/o.gif", app.base, i)));
+    let answers = futures::future::join_all(
+        urls.iter()
+            .map(|u| app.client.get(u).header("user-agent", ua).send()),
+    )
+    .await;
+    for a in answers {
+        let a = a.unwrap();
+        assert_eq!(a.status(), StatusCode::OK);
+        assert_eq!(a.headers()["content-type"], "image/gif");
+    }
+    // leads[0] got i % 3 ∈ {0, 2}: 20 opens; leads[1] got i % 3 == 1: 10 opens.
+    for ((lead, _), opens) in leads.iter().zip([20, 10]) {
+        let (_, t) = app
+            .get(
+                &app.admin,
+                &format!("/api/v1/leads/{lead}/timeline?limit=200"),
+            )
+            .await;
+        let kinds: Vec<&str> = t["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| a["kind"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            kinds.iter().filter(|k| **k == "open").count(),
+            opens,
+            "{kinds:?}"
+        );
+        let (_, l) = app.get(&app.admin, &format!("/api/v1/leads/{lead}")).await;
+        assert_eq!(l["level"], "hot");
+        let (_, tasks) = app
+            .get(
+                &app.admin,
+                &format!("/api/v1/tasks?assignee=all&lead_id={lead}"),
+            )
+            .await;
+        let calls = tasks["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|t| t["kind"] == "call" && t["touch_id"].is_null())
+            .count();
+        assert_eq!(calls, 1, "one call-now task, however many opens");
+    }
+}
