@@ -419,7 +419,7 @@ async fn run(cli: Cli) -> anyhow_lite::Result<ExitCode> {
             let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
             let dispatcher = Dispatcher::new(engine.clone());
             let mut rx = stop_rx.clone();
-            let worker = tokio::spawn(dispatcher.run(async move {
+            let worker = engine.spawn_on_writer(dispatcher.run(async move {
                 let _ = rx.wait_for(|s| *s).await;
             }));
             let state = relentless_web::AppState::new(engine);
@@ -434,7 +434,10 @@ async fn run(cli: Cli) -> anyhow_lite::Result<ExitCode> {
         Command::Worker { db } => {
             let engine = open(&db).await?;
             tracing::info!(database = %relentless_store::display_url(&db.url()), "relentless worker dispatching");
-            Dispatcher::new(engine).run(shutdown_signal()).await;
+            let dispatcher = Dispatcher::new(engine.clone());
+            engine
+                .spawn_on_writer(dispatcher.run(shutdown_signal()))
+                .await?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Init {

@@ -433,14 +433,80 @@ impl Engine {
         intake: Option<&crate::intake::IntakeCtx>,
     ) -> Result<Created> {
         let now = now_ms();
-        let mut tx = self.store.write().await?;
-        let team = team_ctx(tx.as_mut()).await?;
+        // What needs no lock is read and worked out first, on a reader: the team, the input's
+        // validation (phone parsing included) and the plans. Only what must be decided under
+        // the single SQLite writer is left for the write transaction (lead creations per
+        // second, issue 7). Reading the team or a plan a moment before the write is as if the
+        // lead had come in that moment earlier.
+        let mut rtx = self.store.read().await?;
+        let team = team_ctx(rtx.as_mut()).await?;
         let mut lead = blank_lead(&team, now);
-        apply_input(tx.as_mut(), &team, &mut lead, &input, true).await?;
+        apply_input(rtx.as_mut(), &team, &mut lead, &input, true).await?;
         if let Some(p) = plan
-            && tx.plan(p).await?.is_none()
+            && rtx.plan(p).await?.is_none()
         {
             return Err(Error::field("plan", format!("there is no plan '{p}'")));
+        }
+        let mut slugs: Vec<String> = Vec::new();
+        match origin {
+            Origin::Api | Origin::Demo => {
+                slugs.push("speed-to-lead".into());
+                slugs.push(
+                    plan.map(str::to_string)
+                        .unwrap_or_else(|| lead.level.plan_slug().to_string()),
+                );
+            }
+            Origin::Import => slugs.extend(plan.map(str::to_string)),
+        }
+        let mut plans = Vec::with_capacity(slugs.len());
+        for slug in &slugs {
+            let (plan, version) = load_plan(rtx.as_mut(), slug).await?;
+            plans.push((plan, version));
+        }
+        drop(rtx);
+        let layouts = lay_out(&slugs, &plans, &team, &lead, now);
+        let new = NewLead {
+            actor: actor.cloned(),
+            input,
+            origin,
+            intake: intake.cloned(),
+            team,
+            lead,
+            slugs,
+            plans,
+            layouts,
+            now,
+        };
+        let engine = self.clone();
+        self.on_writer(async move { engine.write_new_lead(new).await })
+            .await
+    }
+
+    /// The write half of [`Engine::create_lead_from`]: on the writer thread, everything that
+    /// must be decided under the database's writer (a match to merge into, suppressions,
+    /// assignment) and the writes.
+    async fn write_new_lead(self, new: NewLead) -> Result<Created> {
+        let NewLead {
+            actor,
+            input,
+            origin,
+            intake,
+            team,
+            mut lead,
+            slugs,
+            plans,
+            mut layouts,
+            now,
+        } = new;
+        let actor = actor.as_ref();
+        let intake = intake.as_ref();
+        let mut tx = self.store.write().await?;
+        // A user named in the input may have been deactivated since it was read.
+        if input.assigned_to.is_some()
+            && let Some(id) = lead.assigned_to
+            && !tx.user(id).await?.is_some_and(|u| u.active)
+        {
+            return Err(Error::field("assigned_to", "is deactivated"));
         }
         let email_key = lead.email.as_ref().map(|e| e.to_lowercase());
         let mut fx = Effects::default();
@@ -504,16 +570,20 @@ impl Engine {
             return Ok(Created { lead, merged: true });
         }
         // Erased leads stay opted out (SPEC §5.8).
-        if let Some(p) = &lead.phone
-            && tx.is_suppressed(&suppression_hash("phone", p)).await?
-        {
-            lead.sms_opt_out = true;
-            lead.do_not_call = true;
-        }
-        if let Some(e) = &email_key
-            && tx.is_suppressed(&suppression_hash("email", e)).await?
-        {
-            lead.email_opt_out = true;
+        let phone_hash = lead.phone.as_ref().map(|p| suppression_hash("phone", p));
+        let email_hash = email_key.as_ref().map(|e| suppression_hash("email", e));
+        let hashes: Vec<String> = phone_hash.iter().chain(&email_hash).cloned().collect();
+        let suppressed = tx.suppressed_among(&hashes).await?;
+        if !suppressed.is_empty() {
+            if phone_hash.is_some_and(|h| suppressed.contains(&h)) {
+                lead.sms_opt_out = true;
+                lead.do_not_call = true;
+            }
+            if email_hash.is_some_and(|h| suppressed.contains(&h)) {
+                lead.email_opt_out = true;
+            }
+            // Channels the lead cannot be reached on change how its plans are laid out.
+            layouts = lay_out(&slugs, &plans, &team, &lead, now);
         }
         let mut pond = None;
         if let (None, Some(ctx)) = (lead.assigned_to, intake) {
@@ -526,31 +596,7 @@ impl Engine {
         if lead.assigned_to.is_none() && pond.is_none() {
             lead.assigned_to = assign(tx.as_mut(), actor).await?;
         }
-        let mut plans: Vec<String> = Vec::new();
-        match origin {
-            Origin::Api | Origin::Demo => {
-                plans.push("speed-to-lead".into());
-                plans.push(
-                    plan.map(str::to_string)
-                        .unwrap_or_else(|| lead.level.plan_slug().to_string()),
-                );
-            }
-            Origin::Import => plans.extend(plan.map(str::to_string)),
-        }
-        // The plans are laid out before the lead is written, so its next touch is known and
-        // it needs no second write and no read back: every statement here is time the single
-        // SQLite writer is held (lead creations per second, issue 7).
-        let started: Vec<&str> = plans.iter().map(String::as_str).collect();
-        let mut layouts = Vec::with_capacity(plans.len());
-        for p in &plans {
-            let (plan, version) = load_plan(tx.as_mut(), p).await?;
-            let touches = plan_for(&plan, &team, &lead, now, None, &started);
-            layouts.push((p, plan.spec.name, version, touches));
-        }
-        lead.next_touch_at = layouts
-            .iter()
-            .flat_map(|(_, _, _, touches)| touches.iter().map(|t| t.due_at))
-            .min();
+        lead.next_touch_at = layouts.iter().flatten().map(|t| t.due_at).min();
         let id = tx.lead_insert(&lead).await?;
         lead.id = id;
         if let Some(ctx) = intake {
@@ -575,10 +621,15 @@ impl Engine {
             actor_id: actor.map(|a| a.id),
             at: now,
         }];
-        for (slug, name, version, touches) in &layouts {
-            tx.enrollment_insert(id, slug, *version, now, touches)
-                .await?;
-            acts.push(plan_started(id, slug, name, touches.len(), now));
+        let rows: Vec<(&str, i64, &[NewTouch])> = slugs
+            .iter()
+            .zip(&plans)
+            .zip(&layouts)
+            .map(|((slug, (_, version)), touches)| (slug.as_str(), *version, touches.as_slice()))
+            .collect();
+        tx.enrollments_insert(id, now, &rows).await?;
+        for ((slug, (plan, _)), touches) in slugs.iter().zip(&plans).zip(&layouts) {
+            acts.push(plan_started(id, slug, &plan.spec.name, touches.len(), now));
         }
         tx.activities_insert(&acts).await?;
         // Every row of the new lead is written but not committed.
@@ -946,6 +997,35 @@ impl Engine {
         self.apply_effects(fx);
         Ok(())
     }
+}
+
+/// A new lead, validated and laid out, on its way to the writer.
+struct NewLead {
+    actor: Option<User>,
+    input: LeadInput,
+    origin: Origin,
+    intake: Option<crate::intake::IntakeCtx>,
+    team: TeamCtx,
+    lead: Lead,
+    slugs: Vec<String>,
+    plans: Vec<(Plan, i64)>,
+    layouts: Vec<Vec<NewTouch>>,
+    now: Millis,
+}
+
+/// The touches of each of a new lead's plans, started together at `now`.
+fn lay_out(
+    slugs: &[String],
+    plans: &[(Plan, i64)],
+    team: &TeamCtx,
+    lead: &Lead,
+    now: Millis,
+) -> Vec<Vec<NewTouch>> {
+    let started: Vec<&str> = slugs.iter().map(String::as_str).collect();
+    plans
+        .iter()
+        .map(|(plan, _)| plan_for(plan, team, lead, now, None, &started))
+        .collect()
 }
 
 /// An activity the agent logs.

@@ -165,6 +165,42 @@ pub struct Engine {
     reports: Arc<reports::ReportCache>,
     /// Tracking hits waiting to be written together (see [`tracking`]).
     hits: Arc<tracking::HitQueue>,
+    /// Where work that holds the database's writer runs (see [`WriterThread`]).
+    writer: Arc<WriterThread>,
+}
+
+/// A thread of its own for work done while holding the database's single writer (SQLite):
+/// such a task is polled as soon as a statement returns, instead of waiting behind the
+/// request tasks queued on the main runtime's workers while every other writer waits for it.
+/// Measured under 32 connections creating leads: the writer was held ~1 ms per lead, half of
+/// it with its thread idle, waiting for the task to be polled again.
+struct WriterThread {
+    handle: tokio::runtime::Handle,
+    /// Dropped with the last engine: the thread's runtime then stops.
+    _stop: tokio::sync::oneshot::Sender<()>,
+}
+
+impl WriterThread {
+    fn start() -> WriterThread {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("a runtime for the writer thread");
+        let handle = rt.handle().clone();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        std::thread::Builder::new()
+            .name("relentless-writer".into())
+            .spawn(move || {
+                rt.block_on(async {
+                    let _ = stopped.await;
+                })
+            })
+            .expect("the writer thread");
+        WriterThread {
+            handle,
+            _stop: stop,
+        }
+    }
 }
 
 impl Engine {
@@ -179,6 +215,7 @@ impl Engine {
             closing: Arc::new(tokio::sync::watch::channel(false).0),
             reports: Arc::default(),
             hits: Arc::default(),
+            writer: Arc::new(WriterThread::start()),
         }
     }
 
@@ -186,6 +223,29 @@ impl Engine {
     /// so a graceful shutdown does not wait for browsers to hang up.
     pub fn close(&self) {
         self.closing.send_replace(true);
+    }
+
+    /// Starts a task on the writer thread (the dispatcher: most of its time is spent holding
+    /// the writer).
+    pub fn spawn_on_writer<F>(&self, task: F) -> tokio::task::JoinHandle<F::Output>
+    where
+        F: std::future::Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        self.writer.handle.spawn(task)
+    }
+
+    /// Runs `work` (which holds the database's writer) on the writer thread; a panic in it
+    /// is resumed here, as if it had happened in the caller.
+    pub(crate) async fn on_writer<T: Send + 'static>(
+        &self,
+        work: impl std::future::Future<Output = Result<T>> + Send + 'static,
+    ) -> Result<T> {
+        match self.writer.handle.spawn(work).await {
+            Ok(r) => r,
+            Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+            Err(e) => Err(Error::Internal(format!("writer task: {e}"))),
+        }
     }
 
     /// Resolves once [`Engine::close`] was called (at once if it already was).

@@ -65,7 +65,7 @@ impl Engine {
         if start {
             // Spawned: a client that hangs up must not cancel the others' write.
             let engine = self.clone();
-            tokio::spawn(async move { engine.drain_hits().await });
+            self.spawn_on_writer(async move { engine.drain_hits().await });
         }
         answer
             .await
@@ -132,7 +132,7 @@ impl Engine {
     /// [`Engine::hits_in_one_tx`] with a panic turned into an error (its transaction rolled back).
     async fn try_hits(&self, hits: Vec<HitRequest>) -> Result<Vec<Result<Option<String>>>> {
         let engine = self.clone();
-        tokio::spawn(async move { engine.hits_in_one_tx(&hits).await })
+        self.spawn_on_writer(async move { engine.hits_in_one_tx(&hits).await })
             .await
             .unwrap_or_else(|e| Err(Error::Internal(format!("recording tracking hits: {e}"))))
     }

@@ -225,6 +225,16 @@ pub trait Tx: Send {
     async fn leads_refresh_next(&mut self, ids: &[i64]) -> Result<()>;
     async fn suppress(&mut self, hash: &str, kind: &str, now: Millis) -> Result<()>;
     async fn is_suppressed(&mut self, hash: &str) -> Result<bool>;
+    /// Which of `hashes` are on the suppression list.
+    async fn suppressed_among(&mut self, hashes: &[String]) -> Result<Vec<String>> {
+        let mut found = vec![];
+        for h in hashes {
+            if self.is_suppressed(h).await? {
+                found.push(h.clone());
+            }
+        }
+        Ok(found)
+    }
 
     // enrollments and touches
     async fn enrollment_insert(
@@ -235,6 +245,23 @@ pub trait Tx: Send {
         started_at: Millis,
         touches: &[NewTouch],
     ) -> Result<i64>;
+    /// Several enrollments of one lead with their touches (a new lead's plans); their ids in
+    /// the order given. Backends may do it in two statements.
+    async fn enrollments_insert(
+        &mut self,
+        lead_id: i64,
+        started_at: Millis,
+        plans: &[(&str, i64, &[NewTouch])],
+    ) -> Result<Vec<i64>> {
+        let mut ids = Vec::with_capacity(plans.len());
+        for (plan, version, touches) in plans {
+            ids.push(
+                self.enrollment_insert(lead_id, plan, *version, started_at, touches)
+                    .await?,
+            );
+        }
+        Ok(ids)
+    }
     async fn enrollments(&mut self, lead_id: i64) -> Result<Vec<Enrollment>>;
     async fn enrollments_for_leads(&mut self, lead_ids: &[i64]) -> Result<Vec<Enrollment>>;
     /// The enrollments `ids` (of the leads `lead_ids`); `next_touch_at` may be left out (the

@@ -106,6 +106,7 @@ both!(
     speed_to_lead_is_claimed_before_a_backlog,
     batches_of_activities_and_outbox_copies_round_trip,
     report_figures_follow_sends_answers_and_erasure,
+    a_match_prefers_the_external_id_then_the_email_then_the_phone_then_the_oldest,
 );
 
 fn lead(first: &str, last: &str, email: &str, phone: &str) -> Lead {
@@ -1266,5 +1267,38 @@ async fn report_figures_follow_sends_answers_and_erasure(b: Backend) {
             ("attempts".to_string(), 0, 2, 1),
             ("lead".to_string(), 0, secs - secs % 3600, 1),
         ]
+    );
+}
+
+/// A new submission that matches several leads merges into one: the one with its external id,
+/// else its email, else its phone; among leads equal on that, the oldest.
+async fn a_match_prefers_the_external_id_then_the_email_then_the_phone_then_the_oldest(
+    b: Backend,
+) {
+    let s = TestStore::new(b).await;
+    let mut tx = s.write().await.unwrap();
+    let mut by_phone = lead("Old", "Phone", "p1@example.com", "+15125550111");
+    let phone_old = tx.lead_insert(&by_phone).await.unwrap();
+    by_phone.email = Some("p2@example.com".into());
+    let _phone_new = tx.lead_insert(&by_phone).await.unwrap();
+    let by_email = tx
+        .lead_insert(&lead("By", "Email", "e@example.com", "+15125550112"))
+        .await
+        .unwrap();
+    let mut x = lead("By", "External", "x@example.com", "+15125550113");
+    x.external_id = Some("crm-7".into());
+    let by_external = tx.lead_insert(&x).await.unwrap();
+    let mut matched = vec![];
+    for (ext, email, phone) in [
+        (Some("crm-7"), Some("e@example.com"), Some("+15125550111")),
+        (Some("crm-0"), Some("e@example.com"), Some("+15125550111")),
+        (None, Some("nobody@example.com"), Some("+15125550111")),
+        (None, None, Some("+15125550199")),
+    ] {
+        matched.push(tx.lead_match(ext, email, phone).await.unwrap().map(|l| l.id));
+    }
+    assert_eq!(
+        matched,
+        [Some(by_external), Some(by_email), Some(phone_old), None]
     );
 }

@@ -565,36 +565,22 @@ impl Tx for SqliteTx {
         email_key: Option<&str>,
         phone: Option<&str>,
     ) -> Result<Option<Lead>> {
-        if let Some(x) = external_id {
-            let l: Option<Lead> =
-                sqlx::query_as(sql!("SELECT {LEAD_COLS} FROM leads WHERE external_id = ?"))
-                    .bind(x)
-                    .fetch_optional(&mut *self.tx)
-                    .await?;
-            if l.is_some() {
-                return Ok(l);
-            }
+        if external_id.is_none() && email_key.is_none() && phone.is_none() {
+            return Ok(None);
         }
-        if let Some(e) = email_key {
-            let l: Option<Lead> = sqlx::query_as(sql!(
-                "SELECT {LEAD_COLS} FROM leads WHERE email_key = ? ORDER BY id LIMIT 1"
-            ))
-            .bind(e)
-            .fetch_optional(&mut *self.tx)
-            .await?;
-            if l.is_some() {
-                return Ok(l);
-            }
-        }
-        if let Some(p) = phone {
-            return Ok(sqlx::query_as(sql!(
-                "SELECT {LEAD_COLS} FROM leads WHERE phone = ? ORDER BY id LIMIT 1"
-            ))
-            .bind(p)
-            .fetch_optional(&mut *self.tx)
-            .await?);
-        }
-        Ok(None)
+        // One statement (SQLite answers the OR from the three indexes): the external id wins,
+        // then the email, then the phone; the oldest lead among equals.
+        Ok(sqlx::query_as(sql!(
+            "SELECT {LEAD_COLS} FROM leads
+             WHERE external_id = ?1 OR email_key = ?2 OR phone = ?3
+             ORDER BY CASE WHEN external_id = ?1 THEN 0 WHEN email_key = ?2 THEN 1 ELSE 2 END, id
+             LIMIT 1"
+        ))
+        .bind(external_id)
+        .bind(email_key)
+        .bind(phone)
+        .fetch_optional(&mut *self.tx)
+        .await?)
     }
 
     async fn lead_save(&mut self, l: &Lead) -> Result<()> {
@@ -811,6 +797,67 @@ impl Tx for SqliteTx {
             q.build().execute(&mut *self.tx).await?;
         }
         Ok(id)
+    }
+
+    async fn enrollments_insert(
+        &mut self,
+        lead_id: i64,
+        started_at: Millis,
+        plans: &[(&str, i64, &[NewTouch])],
+    ) -> Result<Vec<i64>> {
+        if plans.is_empty() {
+            return Ok(vec![]);
+        }
+        let mut q: QueryBuilder<Sqlite> = QueryBuilder::new(
+            "INSERT INTO enrollments (lead_id, plan, plan_version, state, started_at) ",
+        );
+        q.push_values(plans, |mut b, (plan, version, _)| {
+            b.push_bind(lead_id)
+                .push_bind(plan.to_string())
+                .push_bind(*version)
+                .push_bind("active")
+                .push_bind(started_at);
+        });
+        q.push(" RETURNING id");
+        let mut ids: Vec<i64> = q.build_query_scalar().fetch_all(&mut *self.tx).await?;
+        // Ids are handed out in VALUES order; RETURNING's order is unspecified.
+        ids.sort_unstable();
+        let rows: Vec<(i64, &str, &NewTouch)> = ids
+            .iter()
+            .zip(plans)
+            .flat_map(|(id, (plan, _, touches))| touches.iter().map(move |t| (*id, *plan, t)))
+            .collect();
+        for chunk in rows.chunks(50) {
+            let mut q: QueryBuilder<Sqlite> = QueryBuilder::new(
+                "INSERT INTO touches (enrollment_id, lead_id, plan, step, channel, template, planned_at, due_at, reason, created_at) ",
+            );
+            q.push_values(chunk, |mut b, (id, plan, t)| {
+                b.push_bind(*id)
+                    .push_bind(lead_id)
+                    .push_bind(plan.to_string())
+                    .push_bind(t.step)
+                    .push_bind(t.channel.as_str())
+                    .push_bind(t.template.clone())
+                    .push_bind(t.planned_at)
+                    .push_bind(t.due_at)
+                    .push_bind(t.reason.clone())
+                    .push_bind(started_at);
+            });
+            q.build().execute(&mut *self.tx).await?;
+        }
+        Ok(ids)
+    }
+
+    async fn suppressed_among(&mut self, hashes: &[String]) -> Result<Vec<String>> {
+        if hashes.is_empty() {
+            return Ok(vec![]);
+        }
+        Ok(sqlx::query_scalar(
+            "SELECT hash FROM suppressions WHERE hash IN (SELECT value FROM json_each(?))",
+        )
+        .bind(sqlx::types::Json(hashes))
+        .fetch_all(&mut *self.tx)
+        .await?)
     }
 
     async fn enrollments(&mut self, lead_id: i64) -> Result<Vec<Enrollment>> {
