@@ -1272,9 +1272,7 @@ async fn report_figures_follow_sends_answers_and_erasure(b: Backend) {
 
 /// A new submission that matches several leads merges into one: the one with its external id,
 /// else its email, else its phone; among leads equal on that, the oldest.
-async fn a_match_prefers_the_external_id_then_the_email_then_the_phone_then_the_oldest(
-    b: Backend,
-) {
+async fn a_match_prefers_the_external_id_then_the_email_then_the_phone_then_the_oldest(b: Backend) {
     let s = TestStore::new(b).await;
     let mut tx = s.write().await.unwrap();
     let mut by_phone = lead("Old", "Phone", "p1@example.com", "+15125550111");
@@ -1295,7 +1293,12 @@ async fn a_match_prefers_the_external_id_then_the_email_then_the_phone_then_the_
         (None, Some("nobody@example.com"), Some("+15125550111")),
         (None, None, Some("+15125550199")),
     ] {
-        matched.push(tx.lead_match(ext, email, phone).await.unwrap().map(|l| l.id));
+        matched.push(
+            tx.lead_match(ext, email, phone)
+                .await
+                .unwrap()
+                .map(|l| l.id),
+        );
     }
     assert_eq!(
         matched,
