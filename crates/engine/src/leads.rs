@@ -2,6 +2,7 @@
 //! (SPEC §5.8). Every operation here is one transaction.
 
 use crate::error::{Errors, FieldError};
+use crate::groups::{Groups, Written};
 use crate::{Engine, Error, Result, TeamCtx, load_plan, now_ms, team_ctx, ts};
 use relentless_core::plan::Plan;
 use relentless_core::rules::suppression_hash;
@@ -11,6 +12,7 @@ use relentless_core::validate;
 use relentless_store::*;
 use serde_json::{Map, Value};
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 
 /// Where a lead came from: decides which plans start (SPEC §4).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -432,6 +434,19 @@ impl Engine {
         plan: Option<&str>,
         intake: Option<&crate::intake::IntakeCtx>,
     ) -> Result<Created> {
+        let new = self.new_lead(actor, input, origin, plan, intake).await?;
+        self.new_leads.submit(self, new).await
+    }
+
+    /// The read half of [`Engine::create_lead_from`].
+    async fn new_lead(
+        &self,
+        actor: Option<&User>,
+        input: LeadInput,
+        origin: Origin,
+        plan: Option<&str>,
+        intake: Option<&crate::intake::IntakeCtx>,
+    ) -> Result<NewLead> {
         let now = now_ms();
         // What needs no lock is read and worked out first, on a reader: the team, the input's
         // validation (phone parsing included) and the plans. Only what must be decided under
@@ -465,7 +480,7 @@ impl Engine {
         }
         drop(rtx);
         let layouts = lay_out(&slugs, &plans, &team, &lead, now);
-        let new = NewLead {
+        Ok(NewLead {
             actor: actor.cloned(),
             input,
             origin,
@@ -476,40 +491,46 @@ impl Engine {
             plans,
             layouts,
             now,
-        };
-        let engine = self.clone();
-        self.on_writer(async move { engine.write_new_lead(new).await })
-            .await
+        })
     }
 
-    /// The write half of [`Engine::create_lead_from`]: on the writer thread, everything that
-    /// must be decided under the database's writer (a match to merge into, suppressions,
-    /// assignment) and the writes.
-    async fn write_new_lead(self, new: NewLead) -> Result<Created> {
+    /// The write half of [`Engine::create_lead_from`], inside a group's transaction (see
+    /// [`lead_groups`]): everything that must be decided under the database's writer (a match
+    /// to merge into, suppressions, assignment) and the writes.
+    async fn lead_written(
+        &self,
+        tx: &mut dyn Tx,
+        new: &NewLead,
+        fx: &mut Effects,
+    ) -> Result<Created> {
         let NewLead {
             actor,
             input,
             origin,
             intake,
             team,
-            mut lead,
+            lead,
             slugs,
             plans,
-            mut layouts,
+            layouts,
             now,
         } = new;
-        let actor = actor.as_ref();
-        let intake = intake.as_ref();
-        let mut tx = self.store.write().await?;
+        let (actor, intake, origin, now) = (actor.as_ref(), intake.as_ref(), *origin, *now);
+        let (mut lead, mut layouts) = (lead.clone(), layouts.clone());
         // A user named in the input may have been deactivated since it was read.
         if input.assigned_to.is_some()
             && let Some(id) = lead.assigned_to
             && !tx.user(id).await?.is_some_and(|u| u.active)
         {
-            return Err(Error::field("assigned_to", "is deactivated"));
+            return Err(Error::field(
+                "assigned_to",
+                format!(
+                    "{} is deactivated",
+                    input.assigned_to.as_deref().unwrap_or_default()
+                ),
+            ));
         }
         let email_key = lead.email.as_ref().map(|e| e.to_lowercase());
-        let mut fx = Effects::default();
         if let Some(mut existing) = tx
             .lead_match(
                 lead.external_id.as_deref(),
@@ -530,11 +551,11 @@ impl Engine {
                         .into(),
                 ));
             }
-            merge_into(&mut existing, &lead, &input);
+            merge_into(&mut existing, &lead, input);
             existing.updated_at = now;
             tx.lead_save(&existing).await?;
             if let Some(ctx) = intake {
-                crate::intake::record_consents(tx.as_mut(), existing.id, ctx, now).await?;
+                crate::intake::record_consents(tx, existing.id, ctx, now).await?;
             }
             tx.activity_insert(&NewActivity {
                 lead_id: existing.id,
@@ -554,19 +575,17 @@ impl Engine {
             .await?;
             if origin != Origin::Import {
                 engagement(
-                    tx.as_mut(),
-                    &team,
+                    tx,
+                    team,
                     &mut existing,
                     "inquiry",
                     "inquired again",
                     now,
-                    &mut fx,
+                    fx,
                 )
                 .await?;
             }
             let lead = tx.lead(existing.id).await?.ok_or(Error::NotFound)?;
-            tx.commit().await?;
-            self.apply_effects(fx);
             return Ok(Created { lead, merged: true });
         }
         // Erased leads stay opted out (SPEC §5.8).
@@ -583,28 +602,27 @@ impl Engine {
                 lead.email_opt_out = true;
             }
             // Channels the lead cannot be reached on change how its plans are laid out.
-            layouts = lay_out(&slugs, &plans, &team, &lead, now);
+            layouts = lay_out(slugs, plans, team, &lead, now);
         }
         let mut pond = None;
         if let (None, Some(ctx)) = (lead.assigned_to, intake) {
-            match crate::intake::route(tx.as_mut(), &team, ctx, now).await? {
+            match crate::intake::route(tx, team, ctx, now).await? {
                 crate::intake::Routed::User(id) => lead.assigned_to = Some(id),
                 crate::intake::Routed::Pond { agents, minutes } => pond = Some((agents, minutes)),
                 crate::intake::Routed::Default => {}
             }
         }
         if lead.assigned_to.is_none() && pond.is_none() {
-            lead.assigned_to = assign(tx.as_mut(), actor).await?;
+            lead.assigned_to = assign(tx, actor).await?;
         }
         lead.next_touch_at = layouts.iter().flatten().map(|t| t.due_at).min();
         let id = tx.lead_insert(&lead).await?;
         lead.id = id;
         if let Some(ctx) = intake {
-            crate::intake::record_consents(tx.as_mut(), id, ctx, now).await?;
+            crate::intake::record_consents(tx, id, ctx, now).await?;
         }
         if let (Some((agents, minutes)), Some(ctx)) = (pond, intake) {
-            crate::intake::into_pond(tx.as_mut(), &lead, ctx, agents, minutes, now, &mut fx)
-                .await?;
+            crate::intake::into_pond(tx, &lead, ctx, agents, minutes, now, fx).await?;
         }
         let mut acts = vec![NewActivity {
             lead_id: id,
@@ -623,21 +641,16 @@ impl Engine {
         }];
         let rows: Vec<(&str, i64, &[NewTouch])> = slugs
             .iter()
-            .zip(&plans)
+            .zip(plans.iter())
             .zip(&layouts)
             .map(|((slug, (_, version)), touches)| (slug.as_str(), *version, touches.as_slice()))
             .collect();
         tx.enrollments_insert(id, now, &rows).await?;
-        for ((slug, (plan, _)), touches) in slugs.iter().zip(&plans).zip(&layouts) {
+        for ((slug, (plan, _)), touches) in slugs.iter().zip(plans.iter()).zip(&layouts) {
             acts.push(plan_started(id, slug, &plan.spec.name, touches.len(), now));
         }
         tx.activities_insert(&acts).await?;
-        // Every row of the new lead is written but not committed.
-        self.config.fault_point("create_lead:before_commit");
-        tx.commit().await?;
         fx.wake = true;
-        self.apply_effects(fx);
-        metrics::counter!("relentless_leads_created_total").increment(1);
         Ok(Created {
             lead,
             merged: false,
@@ -999,8 +1012,35 @@ impl Engine {
     }
 }
 
+pub(crate) type LeadGroups = Groups<NewLead, Created>;
+
+/// New leads are written in groups (see [`crate::groups`]): those that arrive together share
+/// one transaction and one commit. A lead that fails rolls its group back; each is then
+/// written alone and the failing one gets its own error.
+pub(crate) fn lead_groups() -> LeadGroups {
+    Groups::new(
+        |engine: Engine, news: Arc<Vec<NewLead>>| -> Written<Created> {
+            Box::pin(async move {
+                let mut tx = engine.store.write().await?;
+                let mut fx = Effects::default();
+                let mut created = Vec::with_capacity(news.len());
+                for new in news.iter() {
+                    created.push(engine.lead_written(tx.as_mut(), new, &mut fx).await?);
+                }
+                // Every row of the new leads is written but not committed.
+                engine.config.fault_point("create_lead:before_commit");
+                tx.commit().await?;
+                engine.apply_effects(fx);
+                let new = created.iter().filter(|c| !c.merged).count();
+                metrics::counter!("relentless_leads_created_total").increment(new as u64);
+                Ok(created.into_iter().map(Ok).collect())
+            })
+        },
+    )
+}
+
 /// A new lead, validated and laid out, on its way to the writer.
-struct NewLead {
+pub(crate) struct NewLead {
     actor: Option<User>,
     input: LeadInput,
     origin: Origin,
@@ -1400,15 +1440,19 @@ pub(crate) async fn engagements(
     let mut ids: Vec<i64> = shown.iter().map(|s| s.lead_id).collect();
     ids.sort_unstable();
     ids.dedup();
+    // Only the level is written: the leads were read without a lock (PostgreSQL), and saving
+    // them whole could undo a change made meanwhile, an opt-out above all.
+    let mut raised = Vec::new();
     for id in &ids {
         if let Some(lead) = leads.get_mut(id)
             && lead.level != Level::Hot
         {
             lead.level = Level::Hot;
             lead.updated_at = now;
-            tx.lead_save(lead).await?;
+            raised.push(*id);
         }
     }
+    tx.leads_make_hot(&raised, now).await?;
     let mut has_task: HashSet<i64> = tx
         .leads_with_recent_call_task(&ids, now - 3_600_000)
         .await?
@@ -1667,4 +1711,120 @@ pub(crate) async fn admin_ids(tx: &mut dyn Tx) -> Result<Vec<i64>> {
         .filter(|u| u.active && u.role == Role::Admin)
         .map(|u| u.id)
         .collect())
+}
+
+#[cfg(test)]
+mod group_tests {
+    use super::*;
+    use crate::setup::UserInput;
+    use tokio::sync::oneshot;
+
+    fn email(e: &str) -> LeadInput {
+        LeadInput {
+            email: Some(Some(e.into())),
+            ..Default::default()
+        }
+    }
+
+    /// Leads that arrive together are written in one transaction, one after another: a second
+    /// submission of the same email merges into the first of the group; an agent's submission
+    /// that may not merge is refused with its own error, and the others are still written.
+    #[tokio::test]
+    async fn leads_written_together_merge_within_the_group_and_fail_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let e = crate::test_engine(&dir, crate::Config::default()).await;
+        let mut agents = vec![];
+        for a in ["ann@example.com", "ben@example.com"] {
+            agents.push(
+                e.add_user(UserInput {
+                    email: Some(a.into()),
+                    name: Some(a.into()),
+                    role: Some(Role::Agent),
+                    ..Default::default()
+                })
+                .await
+                .unwrap(),
+            );
+        }
+        let anns = e
+            .create_lead(
+                Some(&agents[0]),
+                email("theirs@example.com"),
+                Origin::Api,
+                None,
+            )
+            .await
+            .unwrap()
+            .lead;
+        // Two groups: the first written whole, the second rolled back by its refused lead and
+        // then written lead by lead.
+        let mut got = vec![];
+        for group_inputs in [
+            vec![
+                (None, email("one@example.com")),
+                (None, email("One@Example.com")),
+            ],
+            vec![
+                (Some(&agents[1]), email("theirs@example.com")),
+                (None, email("four@example.com")),
+            ],
+        ] {
+            let mut group = vec![];
+            let mut answers = vec![];
+            for (actor, input) in group_inputs {
+                let new = e
+                    .new_lead(actor, input, Origin::Api, None, None)
+                    .await
+                    .unwrap();
+                let (reply, answer) = oneshot::channel();
+                group.push((new, reply));
+                answers.push(answer);
+            }
+            e.new_leads.write_group(&e, group).await;
+            for a in answers {
+                got.push(match a.await.unwrap() {
+                    Ok(c) => Ok((c.lead.id, c.merged)),
+                    Err(Error::Conflict(_)) => Err("conflict"),
+                    Err(other) => panic!("{other}"),
+                });
+            }
+        }
+        let one = got[0].unwrap().0;
+        let four = got[3].unwrap().0;
+        assert_eq!(
+            got,
+            [
+                Ok((one, false)),
+                Ok((one, true)),
+                Err("conflict"),
+                Ok((four, false))
+            ]
+        );
+        let mut tx = e.store.read().await.unwrap();
+        let all: Vec<i64> = tx
+            .leads_page(&LeadFilter {
+                limit: 10,
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|l| l.id)
+            .collect();
+        assert_eq!(all.len(), 3, "Ann's lead, one and four: {all:?}");
+        assert!(all.contains(&anns.id) && all.contains(&one) && all.contains(&four));
+        let kinds: Vec<String> = tx
+            .timeline(one, None, 50)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|a| a.kind)
+            .collect();
+        assert!(kinds.contains(&"inquiry".to_string()), "{kinds:?}");
+        assert_eq!(
+            tx.enrollments(four).await.unwrap().len(),
+            2,
+            "four's plans started"
+        );
+    }
 }

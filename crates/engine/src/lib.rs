@@ -11,6 +11,7 @@ pub mod channels;
 pub mod demo;
 pub mod dispatch;
 pub mod error;
+mod groups;
 pub mod import;
 pub mod import_csv;
 pub mod inbound;
@@ -163,8 +164,9 @@ pub struct Engine {
     closing: Arc<tokio::sync::watch::Sender<bool>>,
     /// Report summaries computed off the request path (see [`reports`]).
     reports: Arc<reports::ReportCache>,
-    /// Tracking hits waiting to be written together (see [`tracking`]).
-    hits: Arc<tracking::HitQueue>,
+    /// Tracking hits and new leads, written in groups (see [`groups`]).
+    hits: Arc<tracking::HitGroups>,
+    new_leads: Arc<leads::LeadGroups>,
     /// Where work that holds the database's writer runs (see [`WriterThread`]).
     writer: Arc<WriterThread>,
 }
@@ -214,7 +216,8 @@ impl Engine {
             listening: Arc::new(tokio::sync::OnceCell::new()),
             closing: Arc::new(tokio::sync::watch::channel(false).0),
             reports: Arc::default(),
-            hits: Arc::default(),
+            hits: Arc::new(tracking::hit_groups()),
+            new_leads: Arc::new(leads::lead_groups()),
             writer: Arc::new(WriterThread::start()),
         }
     }
@@ -225,26 +228,18 @@ impl Engine {
         self.closing.send_replace(true);
     }
 
-    /// Starts a task on the writer thread (the dispatcher: most of its time is spent holding
-    /// the writer).
+    /// Starts a task on the writer thread (the dispatcher and group writers: most of their
+    /// time is spent holding the writer).
+    /// PostgreSQL has no single writer: there such work stays on the main runtime.
     pub fn spawn_on_writer<F>(&self, task: F) -> tokio::task::JoinHandle<F::Output>
     where
         F: std::future::Future + Send + 'static,
         F::Output: Send + 'static,
     {
-        self.writer.handle.spawn(task)
-    }
-
-    /// Runs `work` (which holds the database's writer) on the writer thread; a panic in it
-    /// is resumed here, as if it had happened in the caller.
-    pub(crate) async fn on_writer<T: Send + 'static>(
-        &self,
-        work: impl std::future::Future<Output = Result<T>> + Send + 'static,
-    ) -> Result<T> {
-        match self.writer.handle.spawn(work).await {
-            Ok(r) => r,
-            Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
-            Err(e) => Err(Error::Internal(format!("writer task: {e}"))),
+        if self.store.backend() == "sqlite" {
+            self.writer.handle.spawn(task)
+        } else {
+            tokio::spawn(task)
         }
     }
 
@@ -340,4 +335,27 @@ pub(crate) fn capital(s: &str) -> String {
         .map(|f| f.to_uppercase().collect::<String>() + c.as_str())
         .unwrap_or_default()
         .replace('_', " ")
+}
+
+/// For the unit tests: an engine on a fresh SQLite file in `dir`, sending to the outbox, with
+/// its team set up.
+#[cfg(test)]
+pub(crate) async fn test_engine(dir: &tempfile::TempDir, config: Config) -> Engine {
+    let store = relentless_store::sqlite::SqliteStore::open(&format!(
+        "sqlite://{}/test.db",
+        dir.path().display()
+    ))
+    .await
+    .unwrap();
+    relentless_store::Store::migrate(&store).await.unwrap();
+    let e = Engine::new(Arc::new(store), Arc::new(channels::outbox::Outbox), config);
+    e.init(setup::InitInput {
+        admin_email: "admin@example.com".into(),
+        admin_password: None,
+        team_name: None,
+        address: Some("1 Main St, Austin, TX".into()),
+    })
+    .await
+    .unwrap();
+    e
 }

@@ -1,37 +1,26 @@
-//! Tracking hits (opens, clicks, video plays) written in groups.
-//!
-//! A hit is answered only once it is committed, but hits that arrive while another group is
-//! being written wait for it and then go together in one transaction of a few set-based
-//! statements (group commit): on SQLite's single writer, one transaction per open capped the
-//! rate at about 2,000 opens a second, most of it per-statement and per-commit overhead.
+//! Tracking hits (opens, clicks, video plays), written in groups (see [`crate::groups`]):
+//! each group in one transaction of a few set-based statements. On SQLite's single writer,
+//! one transaction per open capped the rate at about 2,000 opens a second.
 
+use crate::groups::{Groups, Written};
 use crate::leads::{Effects, Interest, engagements};
 use crate::{Engine, Error, Result, now_ms, team_ctx};
 use relentless_core::engagement::{Hit, HitKind, is_machine};
 use relentless_store::*;
 use std::collections::HashMap;
-use tokio::sync::oneshot;
+use std::sync::Arc;
 
-/// The most hits written in one transaction.
-const MAX_GROUP: usize = 500;
+pub(crate) type HitGroups = Groups<HitRequest, Option<String>>;
 
-/// Hits waiting to be written, and whether a writer is at work on them.
-#[derive(Default)]
-pub(crate) struct HitQueue(std::sync::Mutex<Queue>);
-
-#[derive(Default)]
-struct Queue {
-    pending: Vec<Pending>,
-    writing: bool,
+pub(crate) fn hit_groups() -> HitGroups {
+    Groups::new(
+        |engine: Engine, hits: Arc<Vec<HitRequest>>| -> Written<Option<String>> {
+            Box::pin(async move { engine.hits_in_one_tx(&hits).await })
+        },
+    )
 }
 
-struct Pending {
-    hit: HitRequest,
-    reply: oneshot::Sender<Result<Option<String>>>,
-}
-
-#[derive(Clone)]
-struct HitRequest {
+pub(crate) struct HitRequest {
     token: String,
     kind: HitKind,
     link: Option<usize>,
@@ -47,94 +36,13 @@ impl Engine {
         link: Option<usize>,
         user_agent: &str,
     ) -> Result<Option<String>> {
-        let (reply, answer) = oneshot::channel();
-        let start = {
-            let mut queue = self.hits.0.lock().expect("hit queue");
-            queue.pending.push(Pending {
-                hit: HitRequest {
-                    token: token.to_string(),
-                    kind,
-                    link,
-                    user_agent: user_agent.to_string(),
-                },
-                reply,
-            });
-            // The first hit to find nobody writing starts a writer; later ones just wait.
-            !std::mem::replace(&mut queue.writing, true)
+        let hit = HitRequest {
+            token: token.to_string(),
+            kind,
+            link,
+            user_agent: user_agent.to_string(),
         };
-        if start {
-            // Spawned: a client that hangs up must not cancel the others' write.
-            let engine = self.clone();
-            self.spawn_on_writer(async move { engine.drain_hits().await });
-        }
-        answer
-            .await
-            .unwrap_or_else(|_| Err(Error::Internal("tracking hit not recorded".into())))
-    }
-
-    /// Writes groups until none is waiting: each group is whatever arrived while the previous
-    /// one was being written.
-    async fn drain_hits(&self) {
-        loop {
-            let group = {
-                let mut queue = self.hits.0.lock().expect("hit queue");
-                if queue.pending.is_empty() {
-                    queue.writing = false;
-                    return;
-                }
-                std::mem::take(&mut queue.pending)
-            };
-            self.write_hits(group).await;
-        }
-    }
-
-    async fn write_hits(&self, mut group: Vec<Pending>) {
-        while !group.is_empty() {
-            let rest = group.split_off(group.len().min(MAX_GROUP));
-            let hits: Vec<HitRequest> = group.iter().map(|p| p.hit.clone()).collect();
-            let t0 = std::time::Instant::now();
-            let n = hits.len();
-            let r = self.try_hits(hits).await;
-            if let Ok(f) = std::env::var("HITDBG") {
-                use std::io::Write;
-                let mut f = std::fs::OpenOptions::new()
-                    .append(true)
-                    .create(true)
-                    .open(f)
-                    .unwrap();
-                writeln!(f, "{n} {}", t0.elapsed().as_micros()).unwrap();
-            }
-            match r {
-                Ok(results) => {
-                    for (p, r) in group.drain(..).zip(results) {
-                        let _ = p.reply.send(r);
-                    }
-                }
-                Err(e) if group.len() == 1 => {
-                    let _ = group.remove(0).reply.send(Err(e));
-                }
-                Err(e) => {
-                    // One bad hit must not cost the others: each is tried on its own.
-                    tracing::warn!(error = %e, hits = group.len(), "a group of tracking hits failed; recording each alone");
-                    for p in group.drain(..) {
-                        let r = match self.try_hits(vec![p.hit]).await {
-                            Ok(mut r) => r.pop().unwrap_or(Err(Error::NotFound)),
-                            Err(e) => Err(e),
-                        };
-                        let _ = p.reply.send(r);
-                    }
-                }
-            }
-            group = rest;
-        }
-    }
-
-    /// [`Engine::hits_in_one_tx`] with a panic turned into an error (its transaction rolled back).
-    async fn try_hits(&self, hits: Vec<HitRequest>) -> Result<Vec<Result<Option<String>>>> {
-        let engine = self.clone();
-        self.spawn_on_writer(async move { engine.hits_in_one_tx(&hits).await })
-            .await
-            .unwrap_or_else(|e| Err(Error::Internal(format!("recording tracking hits: {e}"))))
+        self.hits.submit(self, hit).await
     }
 
     /// Writes a group of hits in one transaction; the answer of each (an unknown token or link
@@ -248,22 +156,17 @@ impl Engine {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::channels::outbox::Outbox;
     use crate::leads::{LeadInput, Origin};
-    use crate::setup::InitInput;
     use crate::{Config, FaultHook};
-    use relentless_store::sqlite::SqliteStore;
-    use std::sync::Arc;
     use std::sync::atomic::{AtomicUsize, Ordering};
+    use tokio::sync::oneshot;
+
+    type Queued = (HitRequest, oneshot::Sender<Result<Option<String>>>);
 
     const PHONE_UA: &str = "Mozilla/5.0 (iPhone; CPU iPhone OS 17_5 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Mobile/15E148";
 
     /// An engine on a fresh SQLite file whose `tracking:before_commit` panics `failures` times.
     async fn engine(dir: &tempfile::TempDir, failures: usize) -> Engine {
-        let store = SqliteStore::open(&format!("sqlite://{}/t.db", dir.path().display()))
-            .await
-            .unwrap();
-        store.migrate().await.unwrap();
         let left = Arc::new(AtomicUsize::new(failures));
         let config = Config {
             fault_hook: Some(FaultHook(Arc::new(move |point| {
@@ -277,16 +180,7 @@ mod tests {
             }))),
             ..Config::default()
         };
-        let e = Engine::new(Arc::new(store), Arc::new(Outbox), config);
-        e.init(InitInput {
-            admin_email: "admin@example.com".into(),
-            admin_password: None,
-            team_name: None,
-            address: Some("1 Main St, Austin, TX".into()),
-        })
-        .await
-        .unwrap();
-        e
+        crate::test_engine(dir, config).await
     }
 
     /// A lead (assigned to the admin) with an email tracking token.
@@ -325,7 +219,7 @@ mod tests {
     fn queued(
         token: &str,
         link: Option<usize>,
-    ) -> (Pending, oneshot::Receiver<Result<Option<String>>>) {
+    ) -> (Queued, oneshot::Receiver<Result<Option<String>>>) {
         let (reply, answer) = oneshot::channel();
         let hit = HitRequest {
             token: token.into(),
@@ -337,7 +231,7 @@ mod tests {
             link,
             user_agent: PHONE_UA.into(),
         };
-        (Pending { hit, reply }, answer)
+        ((hit, reply), answer)
     }
 
     async fn count(e: &Engine, lead: i64, kind: &str) -> usize {
@@ -372,7 +266,7 @@ mod tests {
             group.push(p);
             answers.push(r);
         }
-        e.write_hits(group).await;
+        e.hits.write_group(&e, group).await;
         let mut got = vec![];
         for r in answers {
             got.push(match r.await.unwrap() {
@@ -438,7 +332,7 @@ mod tests {
             group.push(p);
             answers.push(r);
         }
-        e.write_hits(group).await;
+        e.hits.write_group(&e, group).await;
         for r in answers {
             assert!(r.await.unwrap().is_ok(), "each hit recorded on its own");
         }

@@ -60,6 +60,19 @@ impl StoreError {
         }
     }
 
+    /// The database as a whole could not be used (busy past the timeouts, no connection to
+    /// be had, an I/O failure, unusable settings): no one statement is to blame.
+    pub fn is_unavailable(&self) -> bool {
+        matches!(
+            self,
+            StoreError::Busy
+                | StoreError::Config(_)
+                | StoreError::Database(
+                    sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_)
+                )
+        )
+    }
+
     /// The disk under the database is full (SQLite `SQLITE_FULL`, PostgreSQL `53100`).
     pub fn is_disk_full(&self) -> bool {
         if let StoreError::Database(sqlx::Error::Database(db)) = self
@@ -218,6 +231,9 @@ pub trait Tx: Send {
     ) -> Result<Option<Lead>>;
     /// Writes every field of the lead.
     async fn lead_save(&mut self, lead: &Lead) -> Result<()>;
+    /// Raises leads to `hot` (engagement): only the level and `updated_at` change, so a
+    /// change another transaction made to the same leads meanwhile is kept.
+    async fn leads_make_hot(&mut self, ids: &[i64], now: Millis) -> Result<()>;
     async fn leads_page(&mut self, filter: &LeadFilter) -> Result<Vec<Lead>>;
     /// Deletes the lead and everything about it (timeline, touches, tasks, outbox copies).
     async fn lead_delete(&mut self, id: i64) -> Result<()>;

@@ -107,6 +107,7 @@ both!(
     batches_of_activities_and_outbox_copies_round_trip,
     report_figures_follow_sends_answers_and_erasure,
     a_match_prefers_the_external_id_then_the_email_then_the_phone_then_the_oldest,
+    making_leads_hot_changes_only_their_level,
 );
 
 fn lead(first: &str, last: &str, email: &str, phone: &str) -> Lead {
@@ -1304,4 +1305,34 @@ async fn a_match_prefers_the_external_id_then_the_email_then_the_phone_then_the_
         matched,
         [Some(by_external), Some(by_email), Some(phone_old), None]
     );
+}
+
+/// Engagement raises leads read earlier without a lock: an opt-out saved meanwhile survives.
+async fn making_leads_hot_changes_only_their_level(b: Backend) {
+    let s = TestStore::new(b).await;
+    let mut tx = s.write().await.unwrap();
+    let id = tx
+        .lead_insert(&lead("Hal", "Hot", "hal@example.com", "+15125550121"))
+        .await
+        .unwrap();
+    let other = tx
+        .lead_insert(&lead("Cole", "Cold", "cole@example.com", "+15125550122"))
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    let mut tx = s.write().await.unwrap();
+    let mut l = tx.lead(id).await.unwrap().unwrap();
+    l.sms_opt_out = true;
+    tx.lead_save(&l).await.unwrap();
+    tx.commit().await.unwrap();
+    let mut tx = s.write().await.unwrap();
+    tx.leads_make_hot(&[id], 42).await.unwrap();
+    tx.commit().await.unwrap();
+    let mut tx = s.read().await.unwrap();
+    let l = tx.lead(id).await.unwrap().unwrap();
+    assert_eq!(
+        (l.level, l.sms_opt_out, l.updated_at),
+        (Level::Hot, true, 42)
+    );
+    assert_eq!(tx.lead(other).await.unwrap().unwrap().level, Level::Warm);
 }

@@ -708,6 +708,20 @@ impl Tx for PgTx {
         Ok(None)
     }
 
+    async fn leads_make_hot(&mut self, ids: &[i64], now: Millis) -> Result<()> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        sqlx::query(
+            "UPDATE leads SET level = 'hot', updated_at = $2 WHERE id = ANY($1) AND level <> 'hot'",
+        )
+        .bind(ids)
+        .bind(now)
+        .execute(&mut *self.tx)
+        .await?;
+        Ok(())
+    }
+
     async fn lead_save(&mut self, l: &Lead) -> Result<()> {
         sqlx::query(
             "UPDATE leads SET first_name = $1, last_name = $2, email = $3, email_key = $4, phone = $5, timezone = $6, region = $7, source = $8,

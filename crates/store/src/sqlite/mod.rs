@@ -583,6 +583,20 @@ impl Tx for SqliteTx {
         .await?)
     }
 
+    async fn leads_make_hot(&mut self, ids: &[i64], now: Millis) -> Result<()> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        sqlx::query(sql!(
+            "UPDATE leads SET level = 'hot', updated_at = ? WHERE id IN ({}) AND level != 'hot'",
+            ids_list(ids)
+        ))
+        .bind(now)
+        .execute(&mut *self.tx)
+        .await?;
+        Ok(())
+    }
+
     async fn lead_save(&mut self, l: &Lead) -> Result<()> {
         sqlx::query(
             "UPDATE leads SET first_name = ?, last_name = ?, email = ?, email_key = ?, phone = ?, timezone = ?, region = ?, source = ?,
