@@ -501,6 +501,7 @@ impl Engine {
         &self,
         tx: &mut dyn Tx,
         new: &NewLead,
+        group: &mut LeadGroupWrites,
         fx: &mut Effects,
     ) -> Result<Created> {
         let NewLead {
@@ -613,7 +614,7 @@ impl Engine {
             }
         }
         if lead.assigned_to.is_none() && pond.is_none() {
-            lead.assigned_to = assign(tx, actor).await?;
+            lead.assigned_to = assign(tx, actor, &mut group.users).await?;
         }
         lead.next_touch_at = layouts.iter().flatten().map(|t| t.due_at).min();
         let id = tx.lead_insert(&lead).await?;
@@ -624,7 +625,7 @@ impl Engine {
         if let (Some((agents, minutes)), Some(ctx)) = (pond, intake) {
             crate::intake::into_pond(tx, &lead, ctx, agents, minutes, now, fx).await?;
         }
-        let mut acts = vec![NewActivity {
+        group.activities.push(NewActivity {
             lead_id: id,
             kind: "created".into(),
             detail: format!(
@@ -638,18 +639,16 @@ impl Engine {
             data: None,
             actor_id: actor.map(|a| a.id),
             at: now,
-        }];
-        let rows: Vec<(&str, i64, &[NewTouch])> = slugs
-            .iter()
-            .zip(plans.iter())
-            .zip(&layouts)
-            .map(|((slug, (_, version)), touches)| (slug.as_str(), *version, touches.as_slice()))
-            .collect();
-        tx.enrollments_insert(id, now, &rows).await?;
-        for ((slug, (plan, _)), touches) in slugs.iter().zip(plans.iter()).zip(&layouts) {
-            acts.push(plan_started(id, slug, &plan.spec.name, touches.len(), now));
+        });
+        for ((slug, (plan, version)), touches) in slugs.iter().zip(plans.iter()).zip(layouts) {
+            let steps = touches.len();
+            group
+                .activities
+                .push(plan_started(id, slug, &plan.spec.name, steps, now));
+            group
+                .enrollments
+                .push((id, slug.clone(), *version, now, touches));
         }
-        tx.activities_insert(&acts).await?;
         fx.wake = true;
         Ok(Created {
             lead,
@@ -1023,10 +1022,13 @@ pub(crate) fn lead_groups() -> LeadGroups {
             Box::pin(async move {
                 let mut tx = engine.store.write().await?;
                 let mut fx = Effects::default();
+                let mut group = LeadGroupWrites::default();
                 let mut created = Vec::with_capacity(news.len());
                 for new in news.iter() {
-                    created.push(engine.lead_written(tx.as_mut(), new, &mut fx).await?);
+                    let c = engine.lead_written(tx.as_mut(), new, &mut group, &mut fx);
+                    created.push(c.await?);
                 }
+                group.write(tx.as_mut()).await?;
                 // Every row of the new leads is written but not committed.
                 engine.config.fault_point("create_lead:before_commit");
                 tx.commit().await?;
@@ -1037,6 +1039,38 @@ pub(crate) fn lead_groups() -> LeadGroups {
             })
         },
     )
+}
+
+/// What a group of new leads writes once for all just before its commit, because nothing in
+/// the group reads it back (each lead's plans with their touches, timeline entries); and the
+/// team's users, read once.
+#[derive(Default)]
+pub(crate) struct LeadGroupWrites {
+    /// (lead, plan, version, started at, touches)
+    enrollments: Vec<(i64, String, i64, Millis, Vec<NewTouch>)>,
+    activities: Vec<NewActivity>,
+    users: Option<Vec<User>>,
+}
+
+impl LeadGroupWrites {
+    async fn write(&self, tx: &mut dyn Tx) -> Result<()> {
+        let rows: Vec<NewEnrollment> = self
+            .enrollments
+            .iter()
+            .map(
+                |(lead_id, plan, version, started_at, touches)| NewEnrollment {
+                    lead_id: *lead_id,
+                    plan,
+                    version: *version,
+                    started_at: *started_at,
+                    touches,
+                },
+            )
+            .collect();
+        tx.enrollments_insert(&rows).await?;
+        tx.activities_insert(&self.activities).await?;
+        Ok(())
+    }
 }
 
 /// A new lead, validated and laid out, on its way to the writer.
@@ -1158,13 +1192,21 @@ fn visible(lead: Option<Lead>, user: &User) -> Result<Lead> {
 }
 
 /// SPEC §6: the creating agent, else round-robin among active agents, else an admin.
-async fn assign(tx: &mut dyn Tx, actor: Option<&User>) -> Result<Option<i64>> {
+/// `users`: the team's users, read once per group of new leads.
+async fn assign(
+    tx: &mut dyn Tx,
+    actor: Option<&User>,
+    users: &mut Option<Vec<User>>,
+) -> Result<Option<i64>> {
     if let Some(a) = actor
         && a.role == Role::Agent
     {
         return Ok(Some(a.id));
     }
-    let users = tx.users().await?;
+    if users.is_none() {
+        *users = Some(tx.users().await?);
+    }
+    let users = users.as_deref().unwrap_or_default();
     let agents: Vec<&User> = users
         .iter()
         .filter(|u| u.active && u.role == Role::Agent)

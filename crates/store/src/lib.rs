@@ -261,18 +261,13 @@ pub trait Tx: Send {
         started_at: Millis,
         touches: &[NewTouch],
     ) -> Result<i64>;
-    /// Several enrollments of one lead with their touches (a new lead's plans); their ids in
-    /// the order given. Backends may do it in two statements.
-    async fn enrollments_insert(
-        &mut self,
-        lead_id: i64,
-        started_at: Millis,
-        plans: &[(&str, i64, &[NewTouch])],
-    ) -> Result<Vec<i64>> {
-        let mut ids = Vec::with_capacity(plans.len());
-        for (plan, version, touches) in plans {
+    /// Enrollments with their touches (new leads' plans); their ids in the order given.
+    /// Backends may do it in two statements.
+    async fn enrollments_insert(&mut self, rows: &[NewEnrollment<'_>]) -> Result<Vec<i64>> {
+        let mut ids = Vec::with_capacity(rows.len());
+        for e in rows {
             ids.push(
-                self.enrollment_insert(lead_id, plan, *version, started_at, touches)
+                self.enrollment_insert(e.lead_id, e.plan, e.version, e.started_at, e.touches)
                     .await?,
             );
         }

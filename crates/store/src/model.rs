@@ -404,3 +404,13 @@ pub struct Pond {
     pub expires_at: Millis,
     pub created_at: Millis,
 }
+
+/// An enrollment to write with its touches.
+#[derive(Debug, Clone, Copy)]
+pub struct NewEnrollment<'a> {
+    pub lead_id: i64,
+    pub plan: &'a str,
+    pub version: i64,
+    pub started_at: Millis,
+    pub touches: &'a [NewTouch],
+}

@@ -813,49 +813,45 @@ impl Tx for SqliteTx {
         Ok(id)
     }
 
-    async fn enrollments_insert(
-        &mut self,
-        lead_id: i64,
-        started_at: Millis,
-        plans: &[(&str, i64, &[NewTouch])],
-    ) -> Result<Vec<i64>> {
-        if plans.is_empty() {
-            return Ok(vec![]);
+    async fn enrollments_insert(&mut self, rows: &[NewEnrollment<'_>]) -> Result<Vec<i64>> {
+        let mut ids = Vec::with_capacity(rows.len());
+        for chunk in rows.chunks(200) {
+            let mut q: QueryBuilder<Sqlite> = QueryBuilder::new(
+                "INSERT INTO enrollments (lead_id, plan, plan_version, state, started_at) ",
+            );
+            q.push_values(chunk, |mut b, e| {
+                b.push_bind(e.lead_id)
+                    .push_bind(e.plan.to_string())
+                    .push_bind(e.version)
+                    .push_bind("active")
+                    .push_bind(e.started_at);
+            });
+            q.push(" RETURNING id");
+            let mut got: Vec<i64> = q.build_query_scalar().fetch_all(&mut *self.tx).await?;
+            // Ids are handed out in VALUES order; RETURNING's order is unspecified.
+            got.sort_unstable();
+            ids.extend(got);
         }
-        let mut q: QueryBuilder<Sqlite> = QueryBuilder::new(
-            "INSERT INTO enrollments (lead_id, plan, plan_version, state, started_at) ",
-        );
-        q.push_values(plans, |mut b, (plan, version, _)| {
-            b.push_bind(lead_id)
-                .push_bind(plan.to_string())
-                .push_bind(*version)
-                .push_bind("active")
-                .push_bind(started_at);
-        });
-        q.push(" RETURNING id");
-        let mut ids: Vec<i64> = q.build_query_scalar().fetch_all(&mut *self.tx).await?;
-        // Ids are handed out in VALUES order; RETURNING's order is unspecified.
-        ids.sort_unstable();
-        let rows: Vec<(i64, &str, &NewTouch)> = ids
+        let touches: Vec<(i64, &NewEnrollment, &NewTouch)> = ids
             .iter()
-            .zip(plans)
-            .flat_map(|(id, (plan, _, touches))| touches.iter().map(move |t| (*id, *plan, t)))
+            .zip(rows)
+            .flat_map(|(id, e)| e.touches.iter().map(move |t| (*id, e, t)))
             .collect();
-        for chunk in rows.chunks(50) {
+        for chunk in touches.chunks(50) {
             let mut q: QueryBuilder<Sqlite> = QueryBuilder::new(
                 "INSERT INTO touches (enrollment_id, lead_id, plan, step, channel, template, planned_at, due_at, reason, created_at) ",
             );
-            q.push_values(chunk, |mut b, (id, plan, t)| {
+            q.push_values(chunk, |mut b, (id, e, t)| {
                 b.push_bind(*id)
-                    .push_bind(lead_id)
-                    .push_bind(plan.to_string())
+                    .push_bind(e.lead_id)
+                    .push_bind(e.plan.to_string())
                     .push_bind(t.step)
                     .push_bind(t.channel.as_str())
                     .push_bind(t.template.clone())
                     .push_bind(t.planned_at)
                     .push_bind(t.due_at)
                     .push_bind(t.reason.clone())
-                    .push_bind(started_at);
+                    .push_bind(e.started_at);
             });
             q.build().execute(&mut *self.tx).await?;
         }
