@@ -15,7 +15,7 @@ BIN=${BIN:-target/release/relentless}
 DURATION=${DURATION:-60}
 STEP=${STEP:-10}
 KNEE=${KNEE:-"1 2 4 8 16 32 64 128"}
-CONNS_LEADS=${CONNS_LEADS:-16}
+CONNS_LEADS=${CONNS_LEADS:-64}
 CONNS_OPENS=${CONNS_OPENS:-128}
 PORT=${PORT:-$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')}
 OUT=bench/out/load

@@ -785,32 +785,18 @@ impl Tx for SqliteTx {
         started_at: Millis,
         touches: &[NewTouch],
     ) -> Result<i64> {
-        let id: i64 = sqlx::query_scalar("INSERT INTO enrollments (lead_id, plan, plan_version, state, started_at) VALUES (?, ?, ?, 'active', ?) RETURNING id")
-            .bind(lead_id)
-            .bind(plan)
-            .bind(version)
-            .bind(started_at)
-            .fetch_one(&mut *self.tx)
+        let ids = self
+            .enrollments_insert(&[NewEnrollment {
+                lead_id,
+                plan,
+                version,
+                started_at,
+                touches,
+            }])
             .await?;
-        for chunk in touches.chunks(50) {
-            let mut q: QueryBuilder<Sqlite> = QueryBuilder::new(
-                "INSERT INTO touches (enrollment_id, lead_id, plan, step, channel, template, planned_at, due_at, reason, created_at) ",
-            );
-            q.push_values(chunk, |mut b, t| {
-                b.push_bind(id)
-                    .push_bind(lead_id)
-                    .push_bind(plan.to_string())
-                    .push_bind(t.step)
-                    .push_bind(t.channel.as_str())
-                    .push_bind(t.template.clone())
-                    .push_bind(t.planned_at)
-                    .push_bind(t.due_at)
-                    .push_bind(t.reason.clone())
-                    .push_bind(started_at);
-            });
-            q.build().execute(&mut *self.tx).await?;
-        }
-        Ok(id)
+        ids.first()
+            .copied()
+            .ok_or_else(|| StoreError::Corrupt("an enrollment insert returned no id".into()))
     }
 
     async fn enrollments_insert(&mut self, rows: &[NewEnrollment<'_>]) -> Result<Vec<i64>> {
