@@ -64,7 +64,15 @@ impl<T: Send + Sync + 'static, R: Send + 'static> Groups<T, R> {
     }
 
     /// Writes groups until none is waiting: each is what arrived while the last was written.
+    /// On PostgreSQL each write keeps a transaction of its own, as before groups: there is no
+    /// single writer to share, and transactions of several processes that each lock many rows
+    /// in arrival order could deadlock one another.
     async fn drain(&self, engine: &Engine) {
+        let most = if engine.store.backend() == "sqlite" {
+            usize::MAX
+        } else {
+            1
+        };
         loop {
             let group = {
                 let mut queue = self.queue.lock().expect("group queue");
@@ -72,7 +80,8 @@ impl<T: Send + Sync + 'static, R: Send + 'static> Groups<T, R> {
                     queue.writing = false;
                     return;
                 }
-                std::mem::take(&mut queue.pending)
+                let n = queue.pending.len().min(most);
+                queue.pending.drain(..n).collect::<Vec<_>>()
             };
             self.write_group(engine, group).await;
         }

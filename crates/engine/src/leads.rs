@@ -558,7 +558,9 @@ impl Engine {
             if let Some(ctx) = intake {
                 crate::intake::record_consents(tx, existing.id, ctx, now).await?;
             }
-            tx.activity_insert(&NewActivity {
+            // With the group's other timeline entries, so it follows a "created" of the same
+            // group written in the same millisecond.
+            group.activities.push(NewActivity {
                 lead_id: existing.id,
                 kind: "inquiry".into(),
                 detail: format!(
@@ -572,8 +574,7 @@ impl Engine {
                 data: None,
                 actor_id: actor.map(|a| a.id),
                 at: now,
-            })
-            .await?;
+            });
             if origin != Origin::Import {
                 engagement(
                     tx,
@@ -1868,5 +1869,76 @@ mod group_tests {
             2,
             "four's plans started"
         );
+    }
+
+    /// Several new leads in one transaction each get their own plans, touches, timeline and
+    /// next touch, and round-robin assignment goes on from lead to lead.
+    #[tokio::test]
+    async fn leads_written_in_one_group_each_get_their_own_plans_and_agent() {
+        let dir = tempfile::tempdir().unwrap();
+        let e = crate::test_engine(&dir, crate::Config::default()).await;
+        for a in ["ann@example.com", "ben@example.com"] {
+            e.add_user(UserInput {
+                email: Some(a.into()),
+                name: Some(a.into()),
+                role: Some(Role::Agent),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        }
+        let mut group = vec![];
+        let mut answers = vec![];
+        for address in ["a@example.com", "b@example.com", "c@example.com"] {
+            let new = e
+                .new_lead(None, email(address), Origin::Api, None, None)
+                .await
+                .unwrap();
+            let (reply, answer) = oneshot::channel();
+            group.push((new, reply));
+            answers.push(answer);
+        }
+        e.new_leads.write_group(&e, group).await;
+        let mut leads = vec![];
+        for a in answers {
+            let c = a.await.unwrap().unwrap();
+            assert!(!c.merged);
+            leads.push(c.lead);
+        }
+        let agents: Vec<Option<i64>> = leads.iter().map(|l| l.assigned_to).collect();
+        assert!(
+            agents.iter().all(Option::is_some) && agents[0] != agents[1] && agents[1] != agents[2],
+            "round robin from lead to lead: {agents:?}"
+        );
+        let mut tx = e.store.read().await.unwrap();
+        for l in &leads {
+            let plans: Vec<(i64, String)> = tx
+                .enrollments(l.id)
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|en| (en.lead_id, en.plan))
+                .collect();
+            assert_eq!(
+                plans,
+                [
+                    (l.id, "speed-to-lead".to_string()),
+                    (l.id, "relentless-21".to_string())
+                ]
+            );
+            let touches = tx.touches_for_lead(l.id).await.unwrap();
+            assert!(touches.len() >= 10 && touches.iter().all(|t| t.lead_id == l.id));
+            let stored = tx.lead(l.id).await.unwrap().unwrap();
+            assert_eq!(stored.next_touch_at, touches.iter().map(|t| t.due_at).min());
+            let kinds: Vec<String> = tx
+                .timeline(l.id, None, 50)
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|a| a.kind)
+                .collect();
+            assert_eq!(kinds.iter().filter(|k| *k == "plan_started").count(), 2);
+            assert!(kinds.contains(&"created".to_string()), "{kinds:?}");
+        }
     }
 }

@@ -63,14 +63,18 @@ impl StoreError {
     /// The database as a whole could not be used (busy past the timeouts, no connection to
     /// be had, an I/O failure, unusable settings): no one statement is to blame.
     pub fn is_unavailable(&self) -> bool {
-        matches!(
-            self,
-            StoreError::Busy
-                | StoreError::Config(_)
-                | StoreError::Database(
-                    sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_)
-                )
-        )
+        match self {
+            StoreError::Busy | StoreError::Config(_) => true,
+            StoreError::Database(
+                sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_),
+            ) => true,
+            // SQLite: another process held the lock past the busy timeout (SQLITE_BUSY,
+            // SQLITE_LOCKED and their extended codes).
+            StoreError::Database(sqlx::Error::Database(db)) => db
+                .code()
+                .is_some_and(|c| matches!(c.as_ref(), "5" | "6" | "261" | "262" | "517")),
+            _ => false,
+        }
     }
 
     /// The disk under the database is full (SQLite `SQLITE_FULL`, PostgreSQL `53100`).
