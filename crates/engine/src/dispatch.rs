@@ -11,7 +11,10 @@
 //! or until [`Engine::wake`] is rung (a touch was created), not on a fixed poll.
 
 use crate::channels::{Message, SendError};
-use crate::leads::{Effects, lead_tz, notify_user, settle_enrollments, stop_all};
+use crate::leads::{
+    Effects, lead_tz, new_notification, notify_user, settle_enrollments, stop_all,
+    store_notifications,
+};
 use crate::messages::tracked_email;
 use crate::{Engine, Result, TeamCtx, now_ms, team_ctx, ts};
 use relentless_core::schedule::{is_open, next_open};
@@ -620,29 +623,17 @@ async fn record(
                 Channel::Call => "call",
                 _ => "follow up",
             };
-            Some(NewNotification {
+            Some(new_notification(
                 user_id,
-                event: EventKind::TaskDue,
-                lead_id: Some(lead.id),
-                lead_name: lead.full_name(),
-                kind: task.kind.as_str().into(),
-                at: now,
-                detail: format!("Time to {what}: {}", lead.full_name()),
-            })
+                lead,
+                EventKind::TaskDue,
+                task.kind.as_str(),
+                &format!("Time to {what}: {}", lead.full_name()),
+                now,
+            ))
         })
         .collect();
-    let ids = tx.notifications_insert(&due_alerts).await?;
-    fx.notifications
-        .extend(due_alerts.into_iter().zip(ids).map(|(n, id)| Notification {
-            id,
-            user_id: n.user_id,
-            event: n.event.as_str().into(),
-            lead_id: n.lead_id,
-            lead_name: n.lead_name,
-            kind: n.kind,
-            at: n.at,
-            detail: n.detail,
-        }));
+    store_notifications(tx, due_alerts, &mut fx).await?;
     for (id, due, reason) in &out.holds {
         tx.touch_reschedule(*id, *due, reason).await?;
     }

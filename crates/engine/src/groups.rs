@@ -68,7 +68,7 @@ impl<T: Send + Sync + 'static, R: Send + 'static> Groups<T, R> {
     /// single writer to share, and transactions of several processes that each lock many rows
     /// in arrival order could deadlock one another.
     async fn drain(&self, engine: &Engine) {
-        let most = if engine.store.backend() == "sqlite" {
+        let most = if engine.store.single_writer() {
             usize::MAX
         } else {
             1

@@ -457,11 +457,6 @@ impl Engine {
         let team = team_ctx(rtx.as_mut()).await?;
         let mut lead = blank_lead(&team, now);
         apply_input(rtx.as_mut(), &team, &mut lead, &input, true).await?;
-        if let Some(p) = plan
-            && rtx.plan(p).await?.is_none()
-        {
-            return Err(Error::field("plan", format!("there is no plan '{p}'")));
-        }
         let mut slugs: Vec<String> = Vec::new();
         match origin {
             Origin::Api | Origin::Demo => {
@@ -473,6 +468,7 @@ impl Engine {
             }
             Origin::Import => slugs.extend(plan.map(str::to_string)),
         }
+        // A plan that does not exist is refused here (`load_plan`: field `plan`).
         let mut plans = Vec::with_capacity(slugs.len());
         for slug in &slugs {
             let (plan, version) = load_plan(rtx.as_mut(), slug).await?;
@@ -1620,7 +1616,7 @@ pub(crate) async fn notify_user(
     store_notifications(tx, vec![n], fx).await
 }
 
-fn new_notification(
+pub(crate) fn new_notification(
     user_id: i64,
     lead: &Lead,
     event: EventKind,
@@ -1640,7 +1636,7 @@ fn new_notification(
 }
 
 /// Stores notifications (in one statement) and queues them for the live stream.
-async fn store_notifications(
+pub(crate) async fn store_notifications(
     tx: &mut dyn Tx,
     notes: Vec<NewNotification>,
     fx: &mut Effects,

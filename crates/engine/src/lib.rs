@@ -167,8 +167,9 @@ pub struct Engine {
     /// Tracking hits and new leads, written in groups (see [`groups`]).
     hits: Arc<tracking::HitGroups>,
     new_leads: Arc<leads::LeadGroups>,
-    /// Where work that holds the database's writer runs (see [`WriterThread`]).
-    writer: Arc<WriterThread>,
+    /// Where work that holds the database's writer runs (see [`WriterThread`]); started
+    /// with the first such work, on a single-writer database only.
+    writer: Arc<std::sync::OnceLock<WriterThread>>,
 }
 
 /// A thread of its own for work done while holding the database's single writer (SQLite):
@@ -218,7 +219,7 @@ impl Engine {
             reports: Arc::default(),
             hits: Arc::new(tracking::hit_groups()),
             new_leads: Arc::new(leads::lead_groups()),
-            writer: Arc::new(WriterThread::start()),
+            writer: Arc::default(),
         }
     }
 
@@ -236,8 +237,11 @@ impl Engine {
         F: std::future::Future + Send + 'static,
         F::Output: Send + 'static,
     {
-        if self.store.backend() == "sqlite" {
-            self.writer.handle.spawn(task)
+        if self.store.single_writer() {
+            self.writer
+                .get_or_init(WriterThread::start)
+                .handle
+                .spawn(task)
         } else {
             tokio::spawn(task)
         }

@@ -166,6 +166,12 @@ pub trait Store: Send + Sync + 'static {
     async fn backup(&self, path: &str) -> Result<()>;
     /// `sqlite` or `postgres`.
     fn backend(&self) -> &'static str;
+    /// Whether all writes queue for one writer (SQLite): then writes that arrive together are
+    /// worth grouping into one transaction, and the work holding the writer a thread of its
+    /// own. PostgreSQL writers run side by side.
+    fn single_writer(&self) -> bool {
+        self.backend() == "sqlite"
+    }
     /// What other processes sharing this database do that this one must hear about: touches
     /// to dispatch and notifications to stream. `None` where there is nothing to hear (SQLite:
     /// one process per file, which wakes and publishes in-process). Every call returns a new
