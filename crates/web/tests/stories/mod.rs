@@ -176,6 +176,22 @@ async fn invalid_input_lists_every_bad_field_and_writes_nothing() {
         .await;
     assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
     assert_eq!(p["errors"][0]["field"], "first_name");
+    let (s, p) = app
+        .post(
+            &app.admin,
+            "/api/v1/leads?plan=no-such-plan",
+            json!({"email": "ok@example.com"}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{p}");
+    assert_eq!(p["errors"][0]["field"], "plan");
+    assert!(
+        p["errors"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("no-such-plan"),
+        "{p}"
+    );
     let (_, list) = app.get(&app.admin, "/api/v1/leads").await;
     assert_eq!(list["items"].as_array().unwrap().len(), 0);
 }
@@ -460,6 +476,39 @@ async fn erased_lead_stays_opted_out_when_it_comes_back() {
         ),
         (Some(true), Some(true), Some(true))
     );
+    // Back by phone with a new email, where it is night: its texts are off, so its plans are
+    // laid out for email and speed-to-lead answers by email at once, not in the morning.
+    let zone = night_zone();
+    let (_, first) = app
+        .post(
+            &app.admin,
+            "/api/v1/leads",
+            json!({"phone": "+15125550143", "email": "first@example.com", "timezone": zone}),
+        )
+        .await;
+    app.delete(&app.admin, &format!("/api/v1/leads/{}", id(&first)))
+        .await;
+    let (s, back) = app
+        .post(
+            &app.admin,
+            "/api/v1/leads",
+            json!({"phone": "+15125550143", "email": "new@example.com", "timezone": zone}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{back}");
+    assert_eq!(
+        (
+            back["sms_opt_out"].as_bool(),
+            back["email_opt_out"].as_bool()
+        ),
+        (Some(true), Some(false))
+    );
+    app.wait_touches(id(&back), "speed-to-lead email sent at night", |t| {
+        t.iter().any(|t| t["status"] == "sent")
+    })
+    .await;
+    let out = app.outbox_for(id(&back)).await;
+    assert_eq!(out[0]["to"], "new@example.com", "{out:?}");
 }
 
 #[tokio::test]
