@@ -1,8 +1,10 @@
 //! The scheduler: claim → send → record, at most once (SPEC §5.4).
 //!
-//! 1. One transaction marks a batch of due touches `sending` under this worker's lease.
-//! 2. Each touch is resolved (preferred channel, fallbacks, opt-outs, the sending window) and
-//!    automatic ones are handed to the channel, outside any transaction.
+//! 1. One transaction claims a batch of due touches and resolves each one (preferred channel,
+//!    fallbacks, opt-outs, the sending window). What stays in the process (tasks, skips,
+//!    holds, the built-in outbox) is settled in it; what goes to an outside provider is
+//!    marked `sending` under this worker's lease, and the transaction commits.
+//! 2. Those messages are handed to their channel, outside any transaction.
 //! 3. One transaction records every outcome, the outbox copies, tasks, timeline entries and
 //!    notifications, and completes finished enrollments.
 //!
@@ -253,9 +255,17 @@ impl Dispatcher {
             tx.activities_insert(&acts).await?;
         }
         report.uncertain = expired.len();
-        let claimed = tx
-            .claim_due(now, e.config.batch, &self.worker, now + e.config.lease_ms)
-            .await?;
+        // With one writer (SQLite) this transaction is the only claimer until it commits: the
+        // due touches are read, and only those handed to an outside provider are marked
+        // `sending` below. Where workers claim side by side (PostgreSQL) they are marked now.
+        let single_writer = e.store.single_writer();
+        let lease_until = now + e.config.lease_ms;
+        let claimed = if single_writer {
+            tx.touches_due(now, e.config.batch).await?
+        } else {
+            tx.claim_due(now, e.config.batch, &self.worker, lease_until)
+                .await?
+        };
         if claimed.is_empty() {
             tx.commit().await?;
             return Ok(report);
@@ -313,6 +323,7 @@ impl Dispatcher {
         }
 
         let mut actions: Vec<(&Touch, &Lead, Action)> = Vec::with_capacity(claimed.len());
+        let mut renderer = template::Renderer::default();
         for t in &claimed {
             let Some(lead) = leads.get(&t.lead_id) else {
                 continue;
@@ -330,6 +341,7 @@ impl Dispatcher {
                 now,
                 &e.config,
                 consented.contains(&lead.id),
+                &mut renderer,
             );
             actions.push((t, lead, action));
         }
@@ -365,6 +377,11 @@ impl Dispatcher {
                 Action::Send { msg, .. } => e.channel.is_local(msg.channel),
                 _ => true,
             });
+        if single_writer {
+            let leaving: Vec<i64> = remote.iter().map(|(t, _, _)| t.id).collect();
+            tx.touches_mark_sending(&leaving, &self.worker, lease_until)
+                .await?;
+        }
         let mut done = Outcomes::default();
         for (t, lead, action) in local {
             self.carry_out(t, lead, action, now, &mut done, &mut report)
@@ -719,17 +736,18 @@ async fn step_extras(tx: &mut dyn Tx, touches: &[Touch]) -> Result<HashMap<i64, 
 const PAUSED_RECHECK_MS: i64 = 24 * 3_600_000;
 
 #[allow(clippy::too_many_arguments)]
-fn decide(
+fn decide<'a>(
     team: &TeamCtx,
     t: &Touch,
     lead: &Lead,
     agent: Option<&User>,
     enrollment: Option<&Enrollment>,
-    templates: &HashMap<String, Option<TemplateRow>>,
+    templates: &'a HashMap<String, Option<TemplateRow>>,
     extra: Option<&StepExtra>,
     now: Millis,
     cfg: &crate::Config,
     text_consent: bool,
+    renderer: &mut template::Renderer<'a>,
 ) -> Action {
     let fallback = extra.and_then(|x| x.fallback.as_ref());
     if let Some(en) = enrollment {
@@ -801,8 +819,8 @@ fn decide(
         return Action::Fail(format!("the template '{template_slug}' does not exist"));
     };
     let ctx = merge_context(team, lead, agent);
-    let render = |s: &str| {
-        template::render(s, &ctx, false).map_err(|e| {
+    let mut render = |s: &'a str| {
+        renderer.render(s, &ctx).map_err(|e| {
             format!(
                 "template '{template_slug}' could not be rendered: {}",
                 e.message

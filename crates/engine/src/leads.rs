@@ -1668,37 +1668,62 @@ pub(crate) async fn settle_enrollments(
     enrollment_ids: &[i64],
     now: Millis,
 ) -> Result<()> {
-    for e in tx.enrollments_finished(enrollment_ids).await? {
-        tx.enrollment_end(e.id, EnrollmentState::Completed, None, now)
-            .await?;
-        let Some(mut lead) = tx.lead(e.lead_id).await? else {
+    // A few statements for a whole dispatch batch (each of its touches may finish a plan).
+    let finished = tx
+        .enrollments_complete_finished(enrollment_ids, now)
+        .await?;
+    let moving: Vec<&Enrollment> = finished.iter().filter(|e| e.plan != "nurture").collect();
+    if moving.is_empty() {
+        return Ok(());
+    }
+    let mut lead_ids: Vec<i64> = moving.iter().map(|e| e.lead_id).collect();
+    lead_ids.sort_unstable();
+    lead_ids.dedup();
+    let mut leads: HashMap<i64, Lead> = tx
+        .leads_by_ids(&lead_ids)
+        .await?
+        .into_iter()
+        .map(|l| (l.id, l))
+        .collect();
+    // Leads with a plan still running (those finished here are completed already); a lead
+    // moved to nurture below counts too, so two plans ending together give one nurture.
+    let mut active: HashSet<i64> = tx
+        .enrollments_for_leads(&lead_ids)
+        .await?
+        .iter()
+        .filter(|o| o.state == EnrollmentState::Active)
+        .map(|o| o.lead_id)
+        .collect();
+    let mut plans: HashMap<String, Option<Plan>> = HashMap::new();
+    for e in moving {
+        let Some(lead) = leads.get_mut(&e.lead_id) else {
             continue;
         };
-        if lead.answered_at.is_some() || e.plan == "nurture" {
+        if lead.answered_at.is_some() {
             continue;
         }
-        let (plan, _) = match load_plan(tx, &e.plan).await {
-            Ok(p) => p,
-            Err(_) => continue,
+        if !plans.contains_key(&e.plan) {
+            let plan = load_plan(tx, &e.plan).await.ok().map(|(p, _)| p);
+            plans.insert(e.plan.clone(), plan);
+        }
+        let Some(plan) = plans.get(&e.plan).and_then(Option::as_ref) else {
+            continue;
         };
-        let still_active = tx
-            .enrollments(lead.id)
-            .await?
-            .iter()
-            .any(|o| o.state == EnrollmentState::Active);
+        let still_active = active.contains(&lead.id);
         let reachable = lead.can_text() || lead.can_email() || lead.can_call();
         let mut to_nurture = false;
         if let Some(level) = plan.spec.on_complete_level {
             if lead.level != level {
                 lead.level = level;
                 lead.updated_at = now;
-                tx.lead_save(&lead).await?;
+                tx.lead_save(lead).await?;
             }
             to_nurture = level == Level::Nurture;
         }
         let below_floor = (lead.attempts as usize) < relentless_core::plan::ATTEMPT_FLOOR;
         if !still_active && reachable && (to_nurture || below_floor) {
-            enroll_in(tx, team, &lead, "nurture", now, None, &[]).await?;
+            enroll_in(tx, team, lead, "nurture", now, None, &[]).await?;
+            active.insert(lead.id);
             tx.activity_insert(&NewActivity {
                 lead_id: lead.id,
                 kind: "nurture".into(),

@@ -111,6 +111,7 @@ both!(
     a_touch_still_within_its_lease_is_left_alone,
     one_batch_records_each_touch_by_its_own_rules,
     a_batch_that_fails_before_its_claim_commits_sends_nothing_and_then_each_touch_once,
+    two_plans_ending_in_one_batch_complete_both_and_start_one_nurture,
 );
 
 /// Leads in a plan of emails due now (email is never held by the window, so the test does not
@@ -655,5 +656,58 @@ async fn a_batch_that_fails_before_its_claim_commits_sends_nothing_and_then_each
         (sent.len(), distinct.len()),
         (total, total),
         "each touch sent once"
+    );
+}
+
+/// A lead whose two plans run out in the same batch, below 8 attempts: both plans complete and
+/// nurture starts once (SPEC §5.6), not once per plan.
+async fn two_plans_ending_in_one_batch_complete_both_and_start_one_nurture(backend: Backend) {
+    use relentless_core::types::EnrollmentState;
+    let (_db, es) = engines(backend, 1, 60_000).await;
+    let e = &es[0];
+    plan_of(e, "one-email", "email", "r21-d2-email", 1).await;
+    plan_of(e, "other-email", "email", "r21-d0-email", 1).await;
+    let lead = e
+        .create_lead(
+            None,
+            LeadInput {
+                email: Some(Some("both@example.com".into())),
+                ..Default::default()
+            },
+            Origin::Import,
+            Some("one-email"),
+        )
+        .await
+        .unwrap()
+        .lead;
+    let admin = {
+        let mut tx = e.store.read().await.unwrap();
+        tx.users().await.unwrap().remove(0)
+    };
+    e.enroll(&admin, lead.id, "other-email").await.unwrap();
+
+    let report = Dispatcher::new(e.clone()).tick().await.unwrap();
+    assert_eq!((report.claimed, report.sent), (2, 2), "{report:?}");
+
+    let mut tx = e.store.read().await.unwrap();
+    let ens = tx.enrollments(lead.id).await.unwrap();
+    let state = |plan: &str| {
+        ens.iter()
+            .filter(|en| en.plan == plan)
+            .map(|en| en.state)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(state("one-email"), [EnrollmentState::Completed], "{ens:?}");
+    assert_eq!(
+        state("other-email"),
+        [EnrollmentState::Completed],
+        "{ens:?}"
+    );
+    assert_eq!(state("nurture"), [EnrollmentState::Active], "{ens:?}");
+    let timeline = tx.timeline(lead.id, None, 100).await.unwrap();
+    assert_eq!(
+        timeline.iter().filter(|a| a.kind == "nurture").count(),
+        1,
+        "{timeline:?}"
     );
 }

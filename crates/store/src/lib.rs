@@ -309,8 +309,13 @@ pub trait Tx: Send {
     /// Cancels the scheduled touches of an enrollment (their open tasks too); returns how many.
     async fn enrollment_cancel_touches(&mut self, id: i64, reason: &str, at: Millis)
     -> Result<u64>;
-    /// Active enrollments among these whose touches are all settled.
-    async fn enrollments_finished(&mut self, ids: &[i64]) -> Result<Vec<Enrollment>>;
+    /// Completes the active enrollments among these whose touches are all settled (ended at
+    /// `at`) and returns them, in id order: one statement for a whole batch.
+    async fn enrollments_complete_finished(
+        &mut self,
+        ids: &[i64],
+        at: Millis,
+    ) -> Result<Vec<Enrollment>>;
     async fn touches_for_lead(&mut self, lead_id: i64) -> Result<Vec<Touch>>;
     async fn touch(&mut self, id: i64) -> Result<Option<Touch>>;
     /// Marks up to `limit` due, unclaimed touches `sending` under `worker` until `lease_until`.
@@ -321,6 +326,22 @@ pub trait Tx: Send {
         worker: &str,
         lease_until: Millis,
     ) -> Result<Vec<Touch>>;
+    /// Up to `limit` due, unclaimed touches, speed-to-lead first, for a transaction from
+    /// [`Store::write`] on a store with a [single writer](Store::single_writer): that
+    /// transaction holds the only write lock until it commits, so no other claimer can take
+    /// them meanwhile and they are only read. Whatever of them leaves the process is marked
+    /// with [`Tx::touches_mark_sending`] before the commit; the rest is settled in the same
+    /// transaction, so a touch never passes through `sending` for nothing. (Where several
+    /// writers claim at once, the rows are locked, `FOR UPDATE SKIP LOCKED`.)
+    async fn touches_due(&mut self, now: Millis, limit: i64) -> Result<Vec<Touch>>;
+    /// Marks these touches `sending` under `worker` until `lease_until` (see
+    /// [`Tx::touches_due`]).
+    async fn touches_mark_sending(
+        &mut self,
+        ids: &[i64],
+        worker: &str,
+        lease_until: Millis,
+    ) -> Result<()>;
     /// Releases a claimed touch back to `scheduled` (nothing was sent).
     async fn touch_release(&mut self, id: i64) -> Result<()>;
     /// Puts a claimed touch back with a later due instant (the window closed meanwhile).

@@ -108,6 +108,7 @@ both!(
     report_figures_follow_sends_answers_and_erasure,
     a_match_prefers_the_external_id_then_the_email_then_the_phone_then_the_oldest,
     making_leads_hot_changes_only_their_level,
+    due_touches_are_read_once_speed_to_lead_first_and_only_marked_ones_are_sending,
 );
 
 fn lead(first: &str, last: &str, email: &str, phone: &str) -> Lead {
@@ -626,6 +627,86 @@ async fn speed_to_lead_is_claimed_before_a_backlog(b: Backend) {
         (ens[0].lead_id, ens[0].plan.as_str()),
         (new, "speed-to-lead")
     );
+}
+
+async fn due_touches_are_read_once_speed_to_lead_first_and_only_marked_ones_are_sending(
+    b: Backend,
+) {
+    let s = TestStore::new(b).await;
+    let backlog = lead_with_due_touches(&*s, "old@example.com", 4).await;
+    let mut tx = s.write().await.unwrap();
+    let new = tx
+        .lead_insert(&lead("N", "L", "new@example.com", "+15125550106"))
+        .await
+        .unwrap();
+    tx.enrollment_insert(
+        new,
+        "speed-to-lead",
+        1,
+        100,
+        &[NewTouch {
+            step: 0,
+            channel: Channel::Email,
+            template: "t".into(),
+            planned_at: 100,
+            due_at: 100,
+            reason: None,
+        }],
+    )
+    .await
+    .unwrap();
+    tx.commit().await.unwrap();
+
+    let mut tx = s.write().await.unwrap();
+    let due = tx.touches_due(200, 3).await.unwrap();
+    assert_eq!(
+        due.iter()
+            .map(|t| (t.lead_id, t.due_at))
+            .collect::<Vec<_>>(),
+        [(new, 100), (backlog, 0), (backlog, 1)],
+        "the new lead first, then the backlog oldest first, each touch once"
+    );
+    assert!(due.iter().all(|t| t.status == TouchStatus::Scheduled));
+    assert_eq!(
+        tx.touches_due(200, 10).await.unwrap().len(),
+        5,
+        "every due touch, none twice"
+    );
+    assert!(
+        tx.touches_due(0, 10)
+            .await
+            .unwrap()
+            .iter()
+            .all(|t| t.due_at <= 0)
+    );
+    tx.touches_mark_sending(&[due[1].id], "w", 5_000)
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+
+    let mut tx = s.write().await.unwrap();
+    assert_eq!(
+        tx.touch(due[1].id).await.unwrap().unwrap().status,
+        TouchStatus::Sending
+    );
+    assert_eq!(
+        tx.touch(due[0].id).await.unwrap().unwrap().status,
+        TouchStatus::Scheduled,
+        "read, not marked"
+    );
+    assert!(
+        !tx.touches_due(200, 10)
+            .await
+            .unwrap()
+            .iter()
+            .any(|t| t.id == due[1].id),
+        "a touch out for sending is not due again"
+    );
+    assert!(
+        tx.touches_expire_sending(4_999).await.unwrap().is_empty(),
+        "its lease runs until 5,000"
+    );
+    assert_eq!(tx.touches_expire_sending(5_001).await.unwrap().len(), 1);
 }
 
 async fn batches_of_activities_and_outbox_copies_round_trip(b: Backend) {

@@ -1006,19 +1006,26 @@ impl Tx for PgTx {
         Ok(r.rows_affected())
     }
 
-    async fn enrollments_finished(&mut self, ids: &[i64]) -> Result<Vec<Enrollment>> {
+    async fn enrollments_complete_finished(
+        &mut self,
+        ids: &[i64],
+        at: Millis,
+    ) -> Result<Vec<Enrollment>> {
         if ids.is_empty() {
             return Ok(vec![]);
         }
-        Ok(sqlx::query_as(
-            "SELECT e.id, e.lead_id, e.plan, e.plan_version, e.state, e.reason, e.started_at, e.ended_at, NULL::BIGINT AS next_touch_at
-             FROM enrollments e WHERE e.id = ANY($1) AND e.state = 'active'
+        let mut done: Vec<Enrollment> = sqlx::query_as(
+            "UPDATE enrollments e SET state = 'completed', reason = NULL, ended_at = $2
+             WHERE e.id = ANY($1) AND e.state = 'active'
                AND NOT EXISTS (SELECT 1 FROM touches t WHERE t.enrollment_id = e.id AND t.status IN ('scheduled', 'sending'))
-             ORDER BY e.id",
+             RETURNING e.id, e.lead_id, e.plan, e.plan_version, e.state, e.reason, e.started_at, e.ended_at, NULL::BIGINT AS next_touch_at",
         )
         .bind(ids)
+        .bind(at)
         .fetch_all(&mut *self.tx)
-        .await?)
+        .await?;
+        done.sort_by_key(|e| e.id);
+        Ok(done)
     }
 
     async fn touches_for_lead(&mut self, lead_id: i64) -> Result<Vec<Touch>> {
@@ -1077,6 +1084,54 @@ impl Tx for PgTx {
             claimed.append(&mut some);
         }
         Ok(claimed)
+    }
+
+    async fn touches_due(&mut self, now: Millis, limit: i64) -> Result<Vec<Touch>> {
+        // Several workers claim at once here: the rows are locked until this transaction ends
+        // and other workers pass over them (the dispatcher uses `claim_due` on PostgreSQL).
+        let mut out: Vec<Touch> = Vec::new();
+        for only in [" AND plan = 'speed-to-lead'", ""] {
+            let rest = limit - out.len() as i64;
+            if rest <= 0 {
+                break;
+            }
+            let skip = if only.is_empty() && !out.is_empty() {
+                " AND plan <> 'speed-to-lead'"
+            } else {
+                ""
+            };
+            let more: Vec<Touch> = sqlx::query_as(sql!(
+                "SELECT {TOUCH_COLS} FROM touches
+                 WHERE status = 'scheduled' AND task_id IS NULL{only}{skip} AND due_at <= $1
+                 ORDER BY due_at LIMIT $2 FOR UPDATE SKIP LOCKED"
+            ))
+            .bind(now)
+            .bind(rest)
+            .fetch_all(&mut *self.tx)
+            .await?;
+            out.extend(more);
+        }
+        Ok(out)
+    }
+
+    async fn touches_mark_sending(
+        &mut self,
+        ids: &[i64],
+        worker: &str,
+        lease_until: Millis,
+    ) -> Result<()> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        sqlx::query(
+            "UPDATE touches SET status = 'sending', claimed_by = $1, lease_until = $2 WHERE id = ANY($3)",
+        )
+        .bind(worker)
+        .bind(lease_until)
+        .bind(ids)
+        .execute(&mut *self.tx)
+        .await?;
+        Ok(())
     }
 
     async fn touch_release(&mut self, id: i64) -> Result<()> {

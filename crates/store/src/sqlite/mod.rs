@@ -991,18 +991,26 @@ impl Tx for SqliteTx {
         Ok(r.rows_affected())
     }
 
-    async fn enrollments_finished(&mut self, ids: &[i64]) -> Result<Vec<Enrollment>> {
+    async fn enrollments_complete_finished(
+        &mut self,
+        ids: &[i64],
+        at: Millis,
+    ) -> Result<Vec<Enrollment>> {
         if ids.is_empty() {
             return Ok(vec![]);
         }
-        Ok(sqlx::query_as(sql!(
-            "SELECT e.id, e.lead_id, e.plan, e.plan_version, e.state, e.reason, e.started_at, e.ended_at, NULL AS next_touch_at
-             FROM enrollments e WHERE e.id IN ({}) AND e.state = 'active'
-               AND NOT EXISTS (SELECT 1 FROM touches t WHERE t.enrollment_id = e.id AND t.status IN ('scheduled', 'sending'))",
+        let mut done: Vec<Enrollment> = sqlx::query_as(sql!(
+            "UPDATE enrollments SET state = 'completed', reason = NULL, ended_at = ?
+             WHERE id IN ({}) AND state = 'active'
+               AND NOT EXISTS (SELECT 1 FROM touches t WHERE t.enrollment_id = enrollments.id AND t.status IN ('scheduled', 'sending'))
+             RETURNING id, lead_id, plan, plan_version, state, reason, started_at, ended_at, NULL AS next_touch_at",
             ids_list(ids)
         ))
+        .bind(at)
         .fetch_all(&mut *self.tx)
-        .await?)
+        .await?;
+        done.sort_by_key(|e| e.id);
+        Ok(done)
     }
 
     async fn touches_for_lead(&mut self, lead_id: i64) -> Result<Vec<Touch>> {
@@ -1059,6 +1067,55 @@ impl Tx for SqliteTx {
             out.extend(more);
         }
         Ok(out)
+    }
+
+    async fn touches_due(&mut self, now: Millis, limit: i64) -> Result<Vec<Touch>> {
+        // Read only: this transaction holds SQLite's one write lock (BEGIN IMMEDIATE) until it
+        // commits. Each due touch used to be marked `sending` here and settled a moment later
+        // in the same transaction: two row writes and two index changes for one outcome.
+        let mut out: Vec<Touch> = Vec::new();
+        for only in [" AND plan = 'speed-to-lead'", ""] {
+            let rest = limit - out.len() as i64;
+            if rest <= 0 {
+                break;
+            }
+            let skip = if only.is_empty() && !out.is_empty() {
+                " AND plan <> 'speed-to-lead'"
+            } else {
+                ""
+            };
+            let more: Vec<Touch> = sqlx::query_as(sql!(
+                "SELECT {TOUCH_COLS} FROM touches
+                 WHERE status = 'scheduled' AND task_id IS NULL{only}{skip} AND due_at <= ?
+                 ORDER BY due_at LIMIT ?"
+            ))
+            .bind(now)
+            .bind(rest)
+            .fetch_all(&mut *self.tx)
+            .await?;
+            out.extend(more);
+        }
+        Ok(out)
+    }
+
+    async fn touches_mark_sending(
+        &mut self,
+        ids: &[i64],
+        worker: &str,
+        lease_until: Millis,
+    ) -> Result<()> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        sqlx::query(sql!(
+            "UPDATE touches SET status = 'sending', claimed_by = ?, lease_until = ? WHERE id IN ({})",
+            ids_list(ids)
+        ))
+        .bind(worker)
+        .bind(lease_until)
+        .execute(&mut *self.tx)
+        .await?;
+        Ok(())
     }
 
     async fn touch_release(&mut self, id: i64) -> Result<()> {
