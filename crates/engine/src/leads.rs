@@ -1676,9 +1676,43 @@ pub(crate) async fn settle_enrollments(
     if moving.is_empty() {
         return Ok(());
     }
+    let mut plans: HashMap<String, Option<Plan>> = HashMap::new();
+    for e in &moving {
+        if !plans.contains_key(&e.plan) {
+            let plan = load_plan(tx, &e.plan).await.ok().map(|(p, _)| p);
+            plans.insert(e.plan.clone(), plan);
+        }
+    }
+    // Only a lead that has not answered moves on, and only to a new level (its plan says so)
+    // or to nurture (below the attempt floor): three columns tell which leads can, and only
+    // those are read whole. Most finished plans in a batch change nothing.
+    let levels: HashSet<i64> = moving
+        .iter()
+        .filter(|e| {
+            plans
+                .get(&e.plan)
+                .and_then(Option::as_ref)
+                .is_some_and(|p| p.spec.on_complete_level.is_some())
+        })
+        .map(|e| e.lead_id)
+        .collect();
     let mut lead_ids: Vec<i64> = moving.iter().map(|e| e.lead_id).collect();
     lead_ids.sort_unstable();
     lead_ids.dedup();
+    let lead_ids: Vec<i64> = tx
+        .leads_progress(&lead_ids)
+        .await?
+        .into_iter()
+        .filter(|(id, attempts, answered)| {
+            !answered
+                && (levels.contains(id)
+                    || (*attempts as usize) < relentless_core::plan::ATTEMPT_FLOOR)
+        })
+        .map(|(id, _, _)| id)
+        .collect();
+    if lead_ids.is_empty() {
+        return Ok(());
+    }
     let mut leads: HashMap<i64, Lead> = tx
         .leads_by_ids(&lead_ids)
         .await?
@@ -1694,17 +1728,12 @@ pub(crate) async fn settle_enrollments(
         .filter(|o| o.state == EnrollmentState::Active)
         .map(|o| o.lead_id)
         .collect();
-    let mut plans: HashMap<String, Option<Plan>> = HashMap::new();
     for e in moving {
         let Some(lead) = leads.get_mut(&e.lead_id) else {
             continue;
         };
         if lead.answered_at.is_some() {
             continue;
-        }
-        if !plans.contains_key(&e.plan) {
-            let plan = load_plan(tx, &e.plan).await.ok().map(|(p, _)| p);
-            plans.insert(e.plan.clone(), plan);
         }
         let Some(plan) = plans.get(&e.plan).and_then(Option::as_ref) else {
             continue;

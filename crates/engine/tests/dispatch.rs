@@ -112,6 +112,7 @@ both!(
     one_batch_records_each_touch_by_its_own_rules,
     a_batch_that_fails_before_its_claim_commits_sends_nothing_and_then_each_touch_once,
     two_plans_ending_in_one_batch_complete_both_and_start_one_nurture,
+    a_finished_plan_moves_on_only_the_leads_it_should,
 );
 
 /// Leads in a plan of emails due now (email is never held by the window, so the test does not
@@ -710,4 +711,86 @@ async fn two_plans_ending_in_one_batch_complete_both_and_start_one_nurture(backe
         1,
         "{timeline:?}"
     );
+}
+
+/// Past the attempt floor, a finished plan moves a lead on only when the plan says so
+/// (`on_complete_level`), and never a lead that has answered; all three in one batch.
+async fn a_finished_plan_moves_on_only_the_leads_it_should(backend: Backend) {
+    use relentless_core::types::{EnrollmentState, Level};
+    let (_db, es) = engines(backend, 1, 60_000).await;
+    let e = &es[0];
+    plan_of(e, "plain-email", "email", "r21-d2-email", 1).await;
+    {
+        let mut tx = e.store.write().await.unwrap();
+        tx.plan_save(&relentless_store::PlanRow {
+            slug: "leveling-email".into(),
+            name: "leveling-email".into(),
+            version: 1,
+            source: "slug='leveling-email'\nname='leveling-email'\non_complete_level='nurture'\n[[steps]]\nafter='+0m'\nchannel='email'\ntemplate='r21-d2-email'\n".into(),
+            updated_at: now_ms(),
+        })
+        .await
+        .unwrap();
+        tx.commit().await.unwrap();
+    }
+    let mut ids = vec![];
+    for (email, plan) in [
+        ("moves@example.com", "leveling-email"),
+        ("stays@example.com", "plain-email"),
+        ("answered@example.com", "leveling-email"),
+    ] {
+        let l = e
+            .create_lead(
+                None,
+                LeadInput {
+                    email: Some(Some(email.into())),
+                    ..Default::default()
+                },
+                Origin::Import,
+                Some(plan),
+            )
+            .await
+            .unwrap()
+            .lead;
+        ids.push(l.id);
+    }
+    let [moves, stays, answered] = ids[..] else {
+        unreachable!()
+    };
+    {
+        // Past the floor already, so only the plan's own level can move them.
+        let mut tx = e.store.write().await.unwrap();
+        for id in [moves, stays, answered] {
+            let mut l = tx.lead(id).await.unwrap().unwrap();
+            l.attempts = 9;
+            if id == answered {
+                l.answered_at = Some(now_ms() - 60_000);
+            }
+            tx.lead_save(&l).await.unwrap();
+        }
+        tx.commit().await.unwrap();
+    }
+
+    let report = Dispatcher::new(e.clone()).tick().await.unwrap();
+    assert_eq!(report.sent, 3, "{report:?}");
+
+    let mut tx = e.store.read().await.unwrap();
+    let nurture = |ens: &[relentless_store::Enrollment]| {
+        ens.iter()
+            .filter(|en| en.plan == "nurture" && en.state == EnrollmentState::Active)
+            .count()
+    };
+    for id in [moves, stays, answered] {
+        let ens = tx.enrollments(id).await.unwrap();
+        assert!(
+            ens.iter()
+                .filter(|en| en.plan != "nurture")
+                .all(|en| en.state == EnrollmentState::Completed),
+            "{ens:?}"
+        );
+        let lead = tx.lead(id).await.unwrap().unwrap();
+        let moved = id == moves;
+        assert_eq!(nurture(&ens), usize::from(moved), "lead {id}: {ens:?}");
+        assert_eq!(lead.level == Level::Nurture, moved, "lead {id}: {lead:?}");
+    }
 }

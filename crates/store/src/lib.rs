@@ -232,6 +232,9 @@ pub trait Tx: Send {
     async fn lead_insert(&mut self, lead: &Lead) -> Result<i64>;
     async fn lead(&mut self, id: i64) -> Result<Option<Lead>>;
     async fn leads_by_ids(&mut self, ids: &[i64]) -> Result<Vec<Lead>>;
+    /// `(id, attempts, answered)` of these leads: three columns where a whole lead is not
+    /// needed (which leads a batch's finished plans can move on).
+    async fn leads_progress(&mut self, ids: &[i64]) -> Result<Vec<(i64, i64, bool)>>;
     /// The existing lead a new one merges into: same external id, else email, else phone.
     async fn lead_match(
         &mut self,

@@ -653,6 +653,18 @@ impl Tx for PgTx {
         )
     }
 
+    async fn leads_progress(&mut self, ids: &[i64]) -> Result<Vec<(i64, i64, bool)>> {
+        if ids.is_empty() {
+            return Ok(vec![]);
+        }
+        Ok(sqlx::query_as(
+            "SELECT id, attempts::BIGINT, answered_at IS NOT NULL FROM leads WHERE id = ANY($1)",
+        )
+        .bind(ids)
+        .fetch_all(&mut *self.tx)
+        .await?)
+    }
+
     async fn lead_match(
         &mut self,
         external_id: Option<&str>,

@@ -559,6 +559,18 @@ impl Tx for SqliteTx {
         .await?)
     }
 
+    async fn leads_progress(&mut self, ids: &[i64]) -> Result<Vec<(i64, i64, bool)>> {
+        if ids.is_empty() {
+            return Ok(vec![]);
+        }
+        Ok(sqlx::query_as(sql!(
+            "SELECT id, attempts, answered_at IS NOT NULL FROM leads WHERE id IN ({})",
+            ids_list(ids)
+        ))
+        .fetch_all(&mut *self.tx)
+        .await?)
+    }
+
     async fn lead_match(
         &mut self,
         external_id: Option<&str>,
