@@ -14,7 +14,7 @@
 
 use crate::channels::{Message, SendError};
 use crate::leads::{
-    Effects, lead_tz, new_notification, notify_user, settle_enrollments, stop_all,
+    Effects, lead_tz, leads_map, new_notification, notify_user, settle_enrollments, stop_all,
     store_notifications,
 };
 use crate::messages::tracked_email;
@@ -280,12 +280,7 @@ impl Dispatcher {
             .collect::<HashSet<_>>()
             .into_iter()
             .collect();
-        let leads: HashMap<i64, Lead> = tx
-            .leads_by_ids(&lead_ids)
-            .await?
-            .into_iter()
-            .map(|l| (l.id, l))
-            .collect();
+        let leads = leads_map(tx.as_mut(), &lead_ids).await?;
         let enrollments: HashMap<i64, Enrollment> = tx
             .enrollments_by_ids(
                 &lead_ids,

@@ -1659,6 +1659,16 @@ pub(crate) async fn store_notifications(
     Ok(())
 }
 
+/// These leads by id (one statement).
+pub(crate) async fn leads_map(tx: &mut dyn Tx, ids: &[i64]) -> Result<HashMap<i64, Lead>> {
+    Ok(tx
+        .leads_by_ids(ids)
+        .await?
+        .into_iter()
+        .map(|l| (l.id, l))
+        .collect())
+}
+
 /// After touches settle: enrollments with nothing left complete; a lead that finishes a plan
 /// without answering moves on (`on_complete_level`), and a lead whose plans ran out below 8
 /// attempts continues in `nurture` (SPEC §5.6).
@@ -1713,12 +1723,7 @@ pub(crate) async fn settle_enrollments(
     if lead_ids.is_empty() {
         return Ok(());
     }
-    let mut leads: HashMap<i64, Lead> = tx
-        .leads_by_ids(&lead_ids)
-        .await?
-        .into_iter()
-        .map(|l| (l.id, l))
-        .collect();
+    let mut leads = leads_map(tx, &lead_ids).await?;
     // Leads with a plan still running (those finished here are completed already); a lead
     // moved to nurture below counts too, so two plans ending together give one nurture.
     let mut active: HashSet<i64> = tx

@@ -82,12 +82,7 @@ impl Engine {
         let mut lead_ids: Vec<i64> = valid.iter().map(|(_, t)| t.lead_id).collect();
         lead_ids.sort_unstable();
         lead_ids.dedup();
-        let mut leads: HashMap<i64, Lead> = tx
-            .leads_by_ids(&lead_ids)
-            .await?
-            .into_iter()
-            .map(|l| (l.id, l))
-            .collect();
+        let mut leads = crate::leads::leads_map(tx.as_mut(), &lead_ids).await?;
         let mut activities = Vec::with_capacity(valid.len());
         let mut shown = Vec::new();
         for (h, t) in valid {

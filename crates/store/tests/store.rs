@@ -583,9 +583,9 @@ async fn backup_is_a_consistent_copy(b: Backend) {
     drop((tx, copy, restored));
 }
 
-async fn speed_to_lead_is_claimed_before_a_backlog(b: Backend) {
-    let s = TestStore::new(b).await;
-    let backlog = lead_with_due_touches(&*s, "old@example.com", 5).await;
+/// A lead with `n` touches due at 0, 1, … and a new lead whose speed-to-lead email is due at 100.
+async fn backlog_and_new_lead(s: &dyn Store, n: i64) -> (i64, i64) {
+    let backlog = lead_with_due_touches(s, "old@example.com", n).await;
     let mut tx = s.write().await.unwrap();
     let new = tx
         .lead_insert(&lead("N", "L", "new@example.com", "+15125550106"))
@@ -607,6 +607,14 @@ async fn speed_to_lead_is_claimed_before_a_backlog(b: Backend) {
     )
     .await
     .unwrap();
+    tx.commit().await.unwrap();
+    (backlog, new)
+}
+
+async fn speed_to_lead_is_claimed_before_a_backlog(b: Backend) {
+    let s = TestStore::new(b).await;
+    let (backlog, new) = backlog_and_new_lead(&*s, 5).await;
+    let mut tx = s.write().await.unwrap();
     let first = tx.claim_due(200, 3, "w", 1000).await.unwrap();
     tx.commit().await.unwrap();
     assert_eq!(
@@ -633,30 +641,7 @@ async fn due_touches_are_read_once_speed_to_lead_first_and_only_marked_ones_are_
     b: Backend,
 ) {
     let s = TestStore::new(b).await;
-    let backlog = lead_with_due_touches(&*s, "old@example.com", 4).await;
-    let mut tx = s.write().await.unwrap();
-    let new = tx
-        .lead_insert(&lead("N", "L", "new@example.com", "+15125550106"))
-        .await
-        .unwrap();
-    tx.enrollment_insert(
-        new,
-        "speed-to-lead",
-        1,
-        100,
-        &[NewTouch {
-            step: 0,
-            channel: Channel::Email,
-            template: "t".into(),
-            planned_at: 100,
-            due_at: 100,
-            reason: None,
-        }],
-    )
-    .await
-    .unwrap();
-    tx.commit().await.unwrap();
-
+    let (backlog, new) = backlog_and_new_lead(&*s, 4).await;
     let mut tx = s.write().await.unwrap();
     let due = tx.touches_due(200, 3).await.unwrap();
     assert_eq!(
