@@ -1733,6 +1733,9 @@ pub(crate) async fn settle_enrollments(
         .filter(|o| o.state == EnrollmentState::Active)
         .map(|o| o.lead_id)
         .collect();
+    // A lead whose plans end together goes on (to nurture or not) by the last of them, in id
+    // order, as when they ended one by one; each may set its level first.
+    let last: HashMap<i64, i64> = moving.iter().map(|e| (e.lead_id, e.id)).collect();
     for e in moving {
         let Some(lead) = leads.get_mut(&e.lead_id) else {
             continue;
@@ -1755,7 +1758,11 @@ pub(crate) async fn settle_enrollments(
             to_nurture = level == Level::Nurture;
         }
         let below_floor = (lead.attempts as usize) < relentless_core::plan::ATTEMPT_FLOOR;
-        if !still_active && reachable && (to_nurture || below_floor) {
+        if last.get(&lead.id) == Some(&e.id)
+            && !still_active
+            && reachable
+            && (to_nurture || below_floor)
+        {
             enroll_in(tx, team, lead, "nurture", now, None, &[]).await?;
             active.insert(lead.id);
             tx.activity_insert(&NewActivity {

@@ -4,6 +4,7 @@
 //! database, as worker processes would); PostgreSQL workers also wake each other.
 
 use relentless_engine::channels::outbox::Outbox;
+use relentless_engine::channels::{Channel, Message, SendError, Sent};
 use relentless_engine::dispatch::Dispatcher;
 use relentless_engine::leads::{LeadInput, Origin};
 use relentless_engine::setup::InitInput;
@@ -60,13 +61,18 @@ impl Db {
     }
 
     async fn engine_with(&self, config: Config) -> Engine {
+        self.engine_on(Arc::new(Outbox), config).await
+    }
+
+    /// An engine sending through `channel`.
+    async fn engine_on(&self, channel: Arc<dyn Channel>, config: Config) -> Engine {
         let s: DynStore = if self.url.starts_with("sqlite:") {
             Arc::new(SqliteStore::open(&self.url).await.unwrap())
         } else {
             Arc::new(PostgresStore::open(&self.url, 3).await.unwrap())
         };
         s.migrate().await.unwrap();
-        Engine::new(s, Arc::new(Outbox), config)
+        Engine::new(s, channel, config)
     }
 }
 
@@ -113,6 +119,8 @@ both!(
     a_batch_that_fails_before_its_claim_commits_sends_nothing_and_then_each_touch_once,
     two_plans_ending_in_one_batch_complete_both_and_start_one_nurture,
     a_finished_plan_moves_on_only_the_leads_it_should,
+    a_message_out_to_a_provider_is_sending_and_no_other_dispatcher_takes_it,
+    plans_ending_together_move_a_lead_on_by_the_last_of_them,
 );
 
 /// Leads in a plan of emails due now (email is never held by the window, so the test does not
@@ -668,19 +676,7 @@ async fn two_plans_ending_in_one_batch_complete_both_and_start_one_nurture(backe
     let e = &es[0];
     plan_of(e, "one-email", "email", "r21-d2-email", 1).await;
     plan_of(e, "other-email", "email", "r21-d0-email", 1).await;
-    let lead = e
-        .create_lead(
-            None,
-            LeadInput {
-                email: Some(Some("both@example.com".into())),
-                ..Default::default()
-            },
-            Origin::Import,
-            Some("one-email"),
-        )
-        .await
-        .unwrap()
-        .lead;
+    let lead = email_lead(e, "both@example.com", "one-email").await;
     let admin = {
         let mut tx = e.store.read().await.unwrap();
         tx.users().await.unwrap().remove(0)
@@ -720,39 +716,14 @@ async fn a_finished_plan_moves_on_only_the_leads_it_should(backend: Backend) {
     let (_db, es) = engines(backend, 1, 60_000).await;
     let e = &es[0];
     plan_of(e, "plain-email", "email", "r21-d2-email", 1).await;
-    {
-        let mut tx = e.store.write().await.unwrap();
-        tx.plan_save(&relentless_store::PlanRow {
-            slug: "leveling-email".into(),
-            name: "leveling-email".into(),
-            version: 1,
-            source: "slug='leveling-email'\nname='leveling-email'\non_complete_level='nurture'\n[[steps]]\nafter='+0m'\nchannel='email'\ntemplate='r21-d2-email'\n".into(),
-            updated_at: now_ms(),
-        })
-        .await
-        .unwrap();
-        tx.commit().await.unwrap();
-    }
+    leveling_plan(e, "leveling-email", "nurture").await;
     let mut ids = vec![];
     for (email, plan) in [
         ("moves@example.com", "leveling-email"),
         ("stays@example.com", "plain-email"),
         ("answered@example.com", "leveling-email"),
     ] {
-        let l = e
-            .create_lead(
-                None,
-                LeadInput {
-                    email: Some(Some(email.into())),
-                    ..Default::default()
-                },
-                Origin::Import,
-                Some(plan),
-            )
-            .await
-            .unwrap()
-            .lead;
-        ids.push(l.id);
+        ids.push(email_lead(e, email, plan).await.id);
     }
     let [moves, stays, answered] = ids[..] else {
         unreachable!()
@@ -793,4 +764,159 @@ async fn a_finished_plan_moves_on_only_the_leads_it_should(backend: Backend) {
         assert_eq!(nurture(&ens), usize::from(moved), "lead {id}: {ens:?}");
         assert_eq!(lead.level == Level::Nurture, moved, "lead {id}: {lead:?}");
     }
+}
+
+/// An outside provider that holds every message until the test lets it go.
+struct Gate {
+    entered: tokio::sync::Notify,
+    release: tokio::sync::Semaphore,
+    sent: std::sync::atomic::AtomicUsize,
+}
+
+impl Default for Gate {
+    fn default() -> Gate {
+        Gate {
+            entered: tokio::sync::Notify::new(),
+            release: tokio::sync::Semaphore::new(0),
+            sent: Default::default(),
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl Channel for Gate {
+    async fn send(&self, _m: &Message) -> Result<Sent, SendError> {
+        self.entered.notify_one();
+        self.release.acquire().await.unwrap().forget();
+        self.sent.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Ok(Sent {
+            provider_id: None,
+            outbox: None,
+        })
+    }
+    fn name(&self) -> &'static str {
+        "gate"
+    }
+}
+
+/// SPEC §5.4 on the path to an outside provider: while a batch's messages are with the
+/// provider, their touches are `sending` (committed before the first send), so another
+/// dispatcher — another process — finds nothing due, and nothing goes out twice.
+async fn a_message_out_to_a_provider_is_sending_and_no_other_dispatcher_takes_it(backend: Backend) {
+    use relentless_core::types::TouchStatus;
+    let (db, es) = engines(backend, 1, 60_000).await;
+    let total = due_emails(&es[0], 1).await;
+    let gate = Arc::new(Gate::default());
+    let gated = db
+        .engine_on(
+            gate.clone(),
+            Config {
+                lease_ms: 60_000,
+                ..Config::default()
+            },
+        )
+        .await;
+    let first = tokio::spawn(async move { Dispatcher::new(gated).tick().await.unwrap() });
+    tokio::time::timeout(Duration::from_secs(10), gate.entered.notified())
+        .await
+        .expect("the first message reached the provider");
+
+    let statuses = |e: Engine| async move {
+        let mut tx = e.store.read().await.unwrap();
+        let lead = tx
+            .lead_match(None, Some("race0@example.com"), None)
+            .await
+            .unwrap()
+            .unwrap();
+        tx.touches_for_lead(lead.id)
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|t| t.plan == "burst")
+            .map(|t| t.status)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        statuses(es[0].clone()).await,
+        vec![TouchStatus::Sending; total],
+        "marked before the first send"
+    );
+    let other = Dispatcher::new(es[0].clone()).tick().await.unwrap();
+    assert_eq!(
+        other.claimed, 0,
+        "nothing is due for another dispatcher: {other:?}"
+    );
+    assert!(outbox_touch_ids(&es[0]).await.is_empty());
+
+    gate.release.add_permits(total);
+    let report = first.await.unwrap();
+    assert_eq!(report.sent, total, "{report:?}");
+    assert_eq!(gate.sent.load(std::sync::atomic::Ordering::SeqCst), total);
+    assert_eq!(
+        statuses(es[0].clone()).await,
+        vec![TouchStatus::Sent; total]
+    );
+}
+
+/// A one-email plan that moves the lead to `level` when it ends.
+async fn leveling_plan(e: &Engine, slug: &str, level: &str) {
+    let mut tx = e.store.write().await.unwrap();
+    tx.plan_save(&relentless_store::PlanRow {
+        slug: slug.into(),
+        name: slug.into(),
+        version: 1,
+        source: format!("slug='{slug}'\nname='{slug}'\non_complete_level='{level}'\n[[steps]]\nafter='+0m'\nchannel='email'\ntemplate='r21-d2-email'\n"),
+        updated_at: now_ms(),
+    })
+    .await
+    .unwrap();
+    tx.commit().await.unwrap();
+}
+
+/// Two plans of one lead end in the same batch: the lead goes where the later one says (here:
+/// hot, so no nurture), as if they had ended one after the other.
+async fn plans_ending_together_move_a_lead_on_by_the_last_of_them(backend: Backend) {
+    use relentless_core::types::{EnrollmentState, Level};
+    let (_db, es) = engines(backend, 1, 60_000).await;
+    let e = &es[0];
+    leveling_plan(e, "to-nurture", "nurture").await;
+    leveling_plan(e, "to-hot", "hot").await;
+    let lead = email_lead(e, "two-ways@example.com", "to-nurture").await;
+    let admin = {
+        let mut tx = e.store.write().await.unwrap();
+        let mut l = tx.lead(lead.id).await.unwrap().unwrap();
+        l.attempts = 9;
+        tx.lead_save(&l).await.unwrap();
+        let admin = tx.users().await.unwrap().remove(0);
+        tx.commit().await.unwrap();
+        admin
+    };
+    e.enroll(&admin, lead.id, "to-hot").await.unwrap();
+
+    let report = Dispatcher::new(e.clone()).tick().await.unwrap();
+    assert_eq!(report.sent, 2, "{report:?}");
+    let mut tx = e.store.read().await.unwrap();
+    let ens = tx.enrollments(lead.id).await.unwrap();
+    assert!(
+        !ens.iter()
+            .any(|en| en.plan == "nurture" && en.state == EnrollmentState::Active),
+        "{ens:?}"
+    );
+    assert_eq!(tx.lead(lead.id).await.unwrap().unwrap().level, Level::Hot);
+}
+
+/// A lead with only an email address, started in `plan`.
+async fn email_lead(e: &Engine, email: &str, plan: &str) -> relentless_store::Lead {
+    e.create_lead(
+        None,
+        LeadInput {
+            email: Some(Some(email.into())),
+            ..Default::default()
+        },
+        Origin::Import,
+        Some(plan),
+    )
+    .await
+    .unwrap()
+    .lead
 }
