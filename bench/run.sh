@@ -143,7 +143,7 @@ declare -A DEF=(
 declare -A EST=(
   [relentless-sqlite]=30000 [relentless-postgres-1]=6000 [relentless-postgres-2]=6000
   [relentless-postgres-4]=6000 [graphile-default-poll]=1500 [graphile-poll-100ms]=1500
-  [bullmq-aof-everysec]=2500 [bullmq-no-persistence]=2500
+  [bullmq-aof-everysec]=15000 [bullmq-no-persistence]=15000
 )
 
 run_one() { # workload system dir
