@@ -805,7 +805,7 @@ async fn sqlite_runs_in_wal_mode_and_listens_to_no_one() {
 
 /// Commits leave their pages in the WAL; the store's checkpointer copies them into the
 /// database file soon after, without another commit (SQLite's own checkpoint would wait for
-/// 64 MB of WAL, and then make a commit pay for it).
+/// 256 MB of WAL, and then make a commit pay for it).
 #[tokio::test]
 async fn sqlite_writes_reach_the_database_file_without_a_commit_paying_for_it() {
     let t = TestStore::new(Backend::Sqlite).await;
