@@ -121,6 +121,7 @@ both!(
     a_finished_plan_moves_on_only_the_leads_it_should,
     a_message_out_to_a_provider_is_sending_and_no_other_dispatcher_takes_it,
     plans_ending_together_move_a_lead_on_by_the_last_of_them,
+    messages_to_a_provider_go_out_side_by_side,
 );
 
 /// Leads in a plan of emails due now (email is never held by the window, so the test does not
@@ -856,6 +857,81 @@ async fn a_message_out_to_a_provider_is_sending_and_no_other_dispatcher_takes_it
         statuses(es[0].clone()).await,
         vec![TouchStatus::Sent; total]
     );
+}
+
+/// A provider that answers only when `n` messages are with it at once.
+struct Rendezvous {
+    together: tokio::sync::Barrier,
+    sent: std::sync::atomic::AtomicUsize,
+}
+
+#[async_trait::async_trait]
+impl Channel for Rendezvous {
+    async fn send(&self, _m: &Message) -> Result<Sent, SendError> {
+        self.together.wait().await;
+        self.sent.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Ok(Sent {
+            provider_id: None,
+            outbox: None,
+        })
+    }
+    fn name(&self) -> &'static str {
+        "rendezvous"
+    }
+}
+
+/// A batch's messages to an outside provider are with it at the same time, not one after the
+/// other: a provider's API takes a tenth of a second or more a message, and one at a time a
+/// batch of 500 texts would outlive its lease. Sent one by one, the first message here would
+/// wait forever for the others.
+async fn messages_to_a_provider_go_out_side_by_side(backend: Backend) {
+    use relentless_core::types::TouchStatus;
+    let (db, es) = engines(backend, 1, 60_000).await;
+    let total = due_emails(&es[0], 2).await;
+    let provider = Arc::new(Rendezvous {
+        together: tokio::sync::Barrier::new(total),
+        sent: Default::default(),
+    });
+    let e = db
+        .engine_on(
+            provider.clone(),
+            Config {
+                lease_ms: 60_000,
+                ..Config::default()
+            },
+        )
+        .await;
+    let report = tokio::time::timeout(Duration::from_secs(30), Dispatcher::new(e.clone()).tick())
+        .await
+        .expect("the batch's messages reached the provider together")
+        .unwrap();
+    assert_eq!(report.sent, total, "{report:?}");
+    assert_eq!(
+        provider.sent.load(std::sync::atomic::Ordering::SeqCst),
+        total
+    );
+    let mut tx = e.store.read().await.unwrap();
+    for i in 0..2 {
+        let lead = tx
+            .lead_match(None, Some(&format!("race{i}@example.com")), None)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(lead.attempts, 2);
+        let mut attempts: Vec<_> = tx
+            .touches_for_lead(lead.id)
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|t| t.plan == "burst")
+            .map(|t| (t.status, t.attempt))
+            .collect();
+        attempts.sort_by_key(|(_, a)| *a);
+        assert_eq!(
+            attempts,
+            vec![(TouchStatus::Sent, Some(1)), (TouchStatus::Sent, Some(2))]
+        );
+    }
 }
 
 /// A one-email plan that moves the lead to `level` when it ends.
