@@ -853,7 +853,12 @@ impl Tx for PgTx {
             return Ok(());
         }
         sqlx::query(
-            "UPDATE leads SET next_touch_at = (SELECT MIN(due_at) FROM touches t WHERE t.lead_id = leads.id AND t.status = 'scheduled') WHERE id = ANY($1)",
+            // `FILTER`, not `AND status = 'scheduled'` in the WHERE: with that, the planner may
+            // AND the lead's index with the whole partial index of scheduled touches (its
+            // estimate for that index is tiny until statistics catch up with a big import)
+            // and read every scheduled touch once per lead: 0.5–0.8 s per dispatch batch in
+            // the W1 benchmark. A lead's own touches are a handful.
+            "UPDATE leads SET next_touch_at = (SELECT MIN(due_at) FILTER (WHERE t.status = 'scheduled') FROM touches t WHERE t.lead_id = leads.id) WHERE id = ANY($1)",
         )
         .bind(ids)
         .execute(&mut *self.tx)
