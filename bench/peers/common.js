@@ -56,7 +56,7 @@ function recorder(file, sync) {
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
 // Supervise `workers` processes of `script worker …`; resolve when pending() is 0 after the
-// last due instant, or at last due + grace.
+// last due instant, or at max(last due, start) + grace.
 async function supervise(o) {
   const { script, workerArgs, workers, out, killEvery, lastDue, grace, pending } = o;
   fs.mkdirSync(out, { recursive: true });
@@ -89,7 +89,9 @@ async function supervise(o) {
     }
     if (now > lastDue) {
       if ((await pending()) === 0) break;
-      if (now > lastDue + grace) {
+      // Grace runs from the last due instant, or from the workers' start when the enqueue
+      // overran it (the run then measures how fast the backlog drains).
+      if (now > Math.max(lastDue, started) + grace) {
         timedOut = true;
         break;
       }
