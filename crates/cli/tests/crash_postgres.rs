@@ -28,14 +28,14 @@ const BATCH: i64 = 20;
 type Seen = Arc<Mutex<Vec<(String, String)>>>;
 
 /// A loopback Twilio: `POST /2010-04-01/Accounts/{sid}/Messages.json` records the message
-/// and answers `201` with a message SID, after a few milliseconds (a provider is not instant,
-/// so kills land mid-batch).
+/// and answers `201` with a message SID, after 20 ms (a provider is not instant, so kills
+/// land mid-batch).
 async fn start_twilio(seen: Seen) -> String {
     async fn create(
         State(seen): State<Seen>,
         axum::Form(form): axum::Form<HashMap<String, String>>,
     ) -> (axum::http::StatusCode, axum::Json<serde_json::Value>) {
-        tokio::time::sleep(Duration::from_millis(3)).await;
+        tokio::time::sleep(Duration::from_millis(20)).await;
         let n = {
             let mut s = seen.lock().unwrap();
             s.push((
@@ -240,7 +240,10 @@ async fn killed_workers_never_send_a_touch_twice() {
     let started = Instant::now();
     let limit = Duration::from_secs(60 + n as u64 / 100);
     let mut kills = 0usize;
-    let mut next_kill = Instant::now() + Duration::from_millis(rand::random_range(1000..2000));
+    // The first kill lands as soon as the provider has had a message (sending is under way),
+    // later ones every 1–2 s: workers that send side by side may finish 3,000 texts in under
+    // two seconds, and a run with no kill would test nothing.
+    let mut next_kill: Option<Instant> = None;
     loop {
         tokio::time::sleep(Duration::from_millis(100)).await;
         let c = counts(&pool).await;
@@ -255,13 +258,18 @@ async fn killed_workers_never_send_a_touch_twice() {
             w.logs()
         );
         // Keep killing while there is work to interrupt.
-        if Instant::now() >= next_kill && c.get("scheduled").copied().unwrap_or(0) > 0 {
+        let kill_now = match next_kill {
+            Some(at) => Instant::now() >= at,
+            None => !seen.lock().unwrap().is_empty(),
+        };
+        if kill_now && c.get("scheduled").copied().unwrap_or(0) > 0 {
             let i = rand::random_range(0..WORKERS);
             w.children[i].kill().unwrap(); // SIGKILL: no chance to finish the batch
             w.children[i].wait().unwrap();
             kills += 1;
             w.children[i] = w.spawn();
-            next_kill = Instant::now() + Duration::from_millis(rand::random_range(1000..2000));
+            next_kill =
+                Some(Instant::now() + Duration::from_millis(rand::random_range(1000..2000)));
         }
     }
     let elapsed = started.elapsed();
