@@ -4,8 +4,8 @@
 //!    fallbacks, opt-outs, the sending window). What stays in the process (tasks, skips,
 //!    holds, the built-in outbox) is settled in it; what goes to an outside provider is
 //!    marked `sending` under this worker's lease, and the transaction commits.
-//! 2. Those messages are handed to their channel, outside any transaction, side by side (at
-//!    most [`SEND_CONCURRENCY`] at once).
+//! 2. Those messages are handed to their channel, outside any transaction, leads side by side
+//!    (at most [`SEND_CONCURRENCY`] at once), one lead's messages in order.
 //! 3. One transaction records every outcome, the outbox copies, tasks, timeline entries and
 //!    notifications, and completes finished enrollments.
 //!
@@ -29,9 +29,10 @@ use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::time::Duration;
 
-/// How many messages one dispatcher has with outside providers at once. Twilio takes up to
-/// 100 concurrent requests per account and an SMTP relay a handful of sessions; 16 keeps a
-/// batch of 500 texts to ~10 s at a provider's usual 0.3 s a message.
+/// How many leads one dispatcher has messages out for at once. Twilio takes up to 100
+/// concurrent requests per account (an SMTP relay fewer sessions: the SMTP channel has its
+/// own, lower limit); 16 keeps a batch of 500 texts to ~10 s at a provider's usual 0.3 s a
+/// message.
 pub const SEND_CONCURRENCY: usize = 16;
 
 /// What to do with one claimed touch.
@@ -402,29 +403,42 @@ impl Dispatcher {
 
         // 2. send. A provider's API takes a tenth of a second or more per message: one at a
         // time, a batch of 500 texts would take a minute or more and outlive its lease, so
-        // messages go out side by side, at most `SEND_CONCURRENCY` at once. Outcomes are
-        // noted in batch order (a lead's attempts are numbered in that order).
-        // (A loop of async blocks rather than `iter().map(|…| async …)`: a closure over
+        // leads are served side by side, at most `SEND_CONCURRENCY` at once, and a slow
+        // answer holds up only its own lead. One lead's messages (a backlog may hold two of
+        // its steps) go out one after the other, in batch order, so they arrive in order.
+        // Outcomes are noted in batch order (a lead's attempts are numbered in that order).
+        // (Loops of async blocks rather than `iter().map(|…| async …)`: a closure over
         // borrowed items makes the dispatcher's future fail to prove `Send`.)
         let channel = &e.channel;
-        let mut pending = Vec::with_capacity(remote.len());
-        for (_, _, action) in &remote {
-            let msg = match action {
-                Action::Send { msg, .. } => Some(msg),
-                _ => None,
-            };
+        let mut per_lead: Vec<Vec<(usize, &Message)>> = Vec::new();
+        let mut lead_slot: HashMap<i64, usize> = HashMap::new();
+        for (i, (t, _, action)) in remote.iter().enumerate() {
+            if let Action::Send { msg, .. } = action {
+                let k = *lead_slot.entry(t.lead_id).or_insert_with(|| {
+                    per_lead.push(Vec::new());
+                    per_lead.len() - 1
+                });
+                per_lead[k].push((i, msg));
+            }
+        }
+        let mut pending = Vec::with_capacity(per_lead.len());
+        for msgs in per_lead {
             pending.push(async move {
-                match msg {
-                    Some(msg) => Some(channel.send(msg).await),
-                    None => None,
+                let mut answers = Vec::with_capacity(msgs.len());
+                for (i, msg) in msgs {
+                    answers.push((i, channel.send(msg).await));
                 }
+                answers
             });
         }
-        let sends: Vec<Option<std::result::Result<Sent, SendError>>> =
-            futures::stream::iter(pending)
-                .buffered(SEND_CONCURRENCY)
-                .collect()
-                .await;
+        let mut sends: Vec<Option<std::result::Result<Sent, SendError>>> = vec![None; remote.len()];
+        let mut answered = futures::stream::iter(pending).buffer_unordered(SEND_CONCURRENCY);
+        while let Some(answers) = answered.next().await {
+            for (i, answer) in answers {
+                sends[i] = Some(answer);
+            }
+        }
+        drop(answered);
         let mut sent = Outcomes::default();
         for ((t, lead, action), outcome) in remote.into_iter().zip(sends) {
             self.note(t, lead, action, outcome, now, &mut sent, &mut report);

@@ -13,7 +13,7 @@ use relentless_store::DynStore;
 use relentless_store::postgres::PostgresStore;
 use relentless_store::postgres::testing::TestDatabase;
 use relentless_store::sqlite::SqliteStore;
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -859,16 +859,29 @@ async fn a_message_out_to_a_provider_is_sending_and_no_other_dispatcher_takes_it
     );
 }
 
-/// A provider that answers only when `n` messages are with it at once.
+/// A provider that answers only when `n` messages are with it at once, and notes whether a
+/// message reached it while another one to the same address was still with it.
 struct Rendezvous {
     together: tokio::sync::Barrier,
+    with_it: std::sync::Mutex<HashMap<String, usize>>,
+    overlapped: std::sync::atomic::AtomicBool,
     sent: std::sync::atomic::AtomicUsize,
 }
 
 #[async_trait::async_trait]
 impl Channel for Rendezvous {
-    async fn send(&self, _m: &Message) -> Result<Sent, SendError> {
+    async fn send(&self, m: &Message) -> Result<Sent, SendError> {
+        {
+            let mut with_it = self.with_it.lock().unwrap();
+            let n = with_it.entry(m.to.clone()).or_default();
+            if *n > 0 {
+                self.overlapped
+                    .store(true, std::sync::atomic::Ordering::SeqCst);
+            }
+            *n += 1;
+        }
         self.together.wait().await;
+        *self.with_it.lock().unwrap().get_mut(&m.to).unwrap() -= 1;
         self.sent.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         Ok(Sent {
             provider_id: None,
@@ -880,16 +893,20 @@ impl Channel for Rendezvous {
     }
 }
 
-/// A batch's messages to an outside provider are with it at the same time, not one after the
-/// other: a provider's API takes a tenth of a second or more a message, and one at a time a
-/// batch of 500 texts would outlive its lease. Sent one by one, the first message here would
-/// wait forever for the others.
+/// A batch's messages to an outside provider are with it side by side, one lead beside the
+/// other, not one message after the other: a provider's API takes a tenth of a second or
+/// more a message, and one at a time a batch of 500 texts would outlive its lease. Sent one
+/// by one, the first message here would wait forever for the other lead's. One lead's two
+/// messages go out in order, the second after the first was answered.
 async fn messages_to_a_provider_go_out_side_by_side(backend: Backend) {
     use relentless_core::types::TouchStatus;
     let (db, es) = engines(backend, 1, 60_000).await;
-    let total = due_emails(&es[0], 2).await;
+    let leads = 2;
+    let total = due_emails(&es[0], leads).await;
     let provider = Arc::new(Rendezvous {
-        together: tokio::sync::Barrier::new(total),
+        together: tokio::sync::Barrier::new(leads),
+        with_it: Default::default(),
+        overlapped: Default::default(),
         sent: Default::default(),
     });
     let e = db
@@ -903,15 +920,21 @@ async fn messages_to_a_provider_go_out_side_by_side(backend: Backend) {
         .await;
     let report = tokio::time::timeout(Duration::from_secs(30), Dispatcher::new(e.clone()).tick())
         .await
-        .expect("the batch's messages reached the provider together")
+        .expect("the leads' messages reached the provider side by side")
         .unwrap();
     assert_eq!(report.sent, total, "{report:?}");
     assert_eq!(
         provider.sent.load(std::sync::atomic::Ordering::SeqCst),
         total
     );
+    assert!(
+        !provider
+            .overlapped
+            .load(std::sync::atomic::Ordering::SeqCst),
+        "a lead's second message went out while its first was still with the provider"
+    );
     let mut tx = e.store.read().await.unwrap();
-    for i in 0..2 {
+    for i in 0..leads {
         let lead = tx
             .lead_match(None, Some(&format!("race{i}@example.com")), None)
             .await

@@ -248,6 +248,30 @@ async fn delivers_a_complete_tracked_email_and_a_retry_is_the_same_message() {
     assert_eq!(ids[0], ids[1]);
 }
 
+/// The dispatcher sends side by side; the channel opens at most `MAX_SESSIONS` sessions at
+/// once (relays refuse more with `421`) and reuses them, so ten messages at once still go
+/// over at most three sessions, and every one is delivered.
+#[tokio::test]
+async fn messages_sent_at_once_share_a_few_sessions() {
+    use relentless_engine::channels::email::smtp::MAX_SESSIONS;
+    let recorder = Recorder::default();
+    let received = recorder.received.clone();
+    let sessions = recorder.sessions.clone();
+    let port = start_mailin(recorder);
+    let smtp = channel(port);
+    let messages: Vec<Message> = (0..10)
+        .map(|i| simple_message(&format!("lead{i}@example.com")))
+        .collect();
+    let results = futures::future::join_all(messages.iter().map(|m| smtp.send(m))).await;
+    assert!(results.iter().all(|r| r.is_ok()), "{results:?}");
+    assert_eq!(received.lock().unwrap().len(), 10);
+    let opened = sessions.load(Ordering::SeqCst);
+    assert!(
+        (1..=MAX_SESSIONS).contains(&opened),
+        "{opened} sessions for 10 messages at once"
+    );
+}
+
 #[tokio::test]
 async fn plain_text_only_without_html() {
     let recorder = Recorder::default();

@@ -51,6 +51,9 @@ pub const DEFAULT_FINAL_REPLY_TIMEOUT: Duration = Duration::from_secs(300);
 const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 /// How many idle sessions are kept.
 const MAX_IDLE: usize = 8;
+/// How many sessions are open at once. Relays limit concurrent sessions per client (Exchange
+/// Online: 3); past the limit they answer `421`, which would hold the touch for a minute.
+pub const MAX_SESSIONS: usize = 3;
 
 /// Headers the channel writes itself; `Message::headers` may not set them.
 const RESERVED_HEADERS: &[&str] = &[
@@ -76,6 +79,8 @@ pub struct SmtpChannel {
     command_timeout: Duration,
     final_reply_timeout: Duration,
     idle: Mutex<Vec<Parked>>,
+    /// One permit per session in use ([`MAX_SESSIONS`]): the dispatcher sends side by side.
+    sessions: tokio::sync::Semaphore,
 }
 
 struct Server {
@@ -142,6 +147,7 @@ impl SmtpChannel {
             command_timeout: DEFAULT_COMMAND_TIMEOUT,
             final_reply_timeout: DEFAULT_FINAL_REPLY_TIMEOUT,
             idle: Mutex::new(Vec::new()),
+            sessions: tokio::sync::Semaphore::new(MAX_SESSIONS),
         })
     }
 
@@ -365,6 +371,13 @@ impl Channel for SmtpChannel {
         let envelope = email.envelope().clone();
         let bytes = email.formatted();
 
+        // One of `MAX_SESSIONS`, held until this message is done. (The semaphore is never
+        // closed, so acquiring cannot fail.)
+        let _session = self
+            .sessions
+            .acquire()
+            .await
+            .map_err(|_| SendError::Transient("the SMTP channel is shutting down".into()))?;
         let mut conn = self.checkout().await?;
         let result = self.transaction(&mut conn, &envelope, &bytes).await;
         match result {
