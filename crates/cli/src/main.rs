@@ -39,6 +39,15 @@ struct Db {
         hide_env_values = true
     )]
     smtp_url: Option<String>,
+    /// SMTP sessions open at once (what the relay allows one client; Exchange Online: 3).
+    #[arg(
+        long,
+        global = true,
+        env = "RELENTLESS_SMTP_SESSIONS",
+        default_value_t = 3,
+        value_parser = clap::value_parser!(u16).range(1..=100)
+    )]
+    smtp_sessions: u16,
     /// The From address of emails; the display name is the agent's.
     #[arg(
         long,
@@ -254,7 +263,8 @@ impl Db {
         }
         if let Some(url) = &self.smtp_url {
             let smtp = SmtpChannel::from_url(url, &self.email_from)
-                .map_err(|e| format!("RELENTLESS_SMTP_URL: {e}"))?;
+                .map_err(|e| format!("RELENTLESS_SMTP_URL: {e}"))?
+                .with_max_sessions(self.smtp_sessions.into());
             router.email = Arc::new(smtp);
         }
         match (&self.twilio_account_sid, &self.twilio_auth_token, &self.twilio_from) {

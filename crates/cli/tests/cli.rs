@@ -618,6 +618,43 @@ fn the_database_url_is_read_from_the_environment() {
     assert_eq!(sql(&env_db, "select email from users"), "a@example.com");
 }
 
+/// The dispatcher's settings from the environment: a value out of range is refused before
+/// anything starts, with the variable named (`migrate` reads the settings as every command
+/// that opens the database does, and ends, where `worker` would run on).
+#[test]
+fn unreadable_scheduler_settings_are_refused_naming_the_variable() {
+    let s = Sandbox::new();
+    s.init();
+    s.command()
+        .args(["migrate"])
+        .env("RELENTLESS_SEND_CONCURRENCY", "4")
+        .env("RELENTLESS_SMTP_SESSIONS", "5")
+        .output()
+        .map(|o| Run::new(&["migrate"], o))
+        .unwrap()
+        .success();
+    for (var, value) in [
+        ("RELENTLESS_SEND_CONCURRENCY", "0"),
+        ("RELENTLESS_SEND_CONCURRENCY", "many"),
+        ("RELENTLESS_BATCH", "-5"),
+        ("RELENTLESS_SMTP_SESSIONS", "0"),
+    ] {
+        let out = s
+            .command()
+            .args(["migrate"])
+            .env(var, value)
+            .output()
+            .unwrap();
+        let r = Run::new(&["migrate"], out);
+        assert_ne!(r.code, Some(0), "{var}={value} {}", r.context());
+        r.stderr_has(if var == "RELENTLESS_SMTP_SESSIONS" {
+            "--smtp-sessions"
+        } else {
+            var
+        });
+    }
+}
+
 #[test]
 fn the_default_database_is_relentless_db_in_the_working_directory() {
     let s = Sandbox::new();

@@ -5,7 +5,9 @@
 //!    holds, the built-in outbox) is settled in it; what goes to an outside provider is
 //!    marked `sending` under this worker's lease, and the transaction commits.
 //! 2. Those messages are handed to their channel, outside any transaction, leads side by side
-//!    (at most [`SEND_CONCURRENCY`] at once), one lead's messages in order.
+//!    (at most [`Config::send_concurrency`](crate::Config) at once), one lead's messages in
+//!    order. A message not started within half the lease is not started: it goes back to
+//!    `scheduled` and the next batch decides it again.
 //! 3. One transaction records every outcome, the outbox copies, tasks, timeline entries and
 //!    notifications, and completes finished enrollments.
 //!
@@ -28,12 +30,6 @@ use relentless_store::*;
 use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::time::Duration;
-
-/// How many leads one dispatcher has messages out for at once. Twilio takes up to 100
-/// concurrent requests per account (an SMTP relay fewer sessions: the SMTP channel has its
-/// own, lower limit); 16 keeps a batch of 500 texts to ~10 s at a provider's usual 0.3 s a
-/// message.
-pub const SEND_CONCURRENCY: usize = 16;
 
 /// What to do with one claimed touch.
 #[allow(clippy::large_enum_variant)] // one per claimed touch, short-lived: no need to box
@@ -71,6 +67,8 @@ pub struct BatchReport {
     pub tasks: usize,
     pub skipped: usize,
     pub uncertain: usize,
+    /// Messages not started before the send deadline (half the lease), `scheduled` again.
+    pub released: usize,
 }
 
 fn blocked_reason(lead: &Lead, ch: Channel) -> Option<&'static str> {
@@ -228,6 +226,7 @@ impl Dispatcher {
 
     async fn tick_once(&mut self) -> Result<BatchReport> {
         let now = now_ms();
+        let started = std::time::Instant::now();
         let e = &self.engine;
         let mut report = BatchReport::default();
 
@@ -403,12 +402,18 @@ impl Dispatcher {
 
         // 2. send. A provider's API takes a tenth of a second or more per message: one at a
         // time, a batch of 500 texts would take a minute or more and outlive its lease, so
-        // leads are served side by side, at most `SEND_CONCURRENCY` at once, and a slow
+        // leads are served side by side, at most `send_concurrency` at once, and a slow
         // answer holds up only its own lead. One lead's messages (a backlog may hold two of
         // its steps) go out one after the other, in batch order, so they arrive in order.
         // Outcomes are noted in batch order (a lead's attempts are numbered in that order).
+        // A message not started within half the lease (slow provider answers ahead of it) is
+        // not started at all: it was decided at the claim, and a lead who answered or opted
+        // out since must not get it; it goes back to `scheduled` and the next batch decides
+        // it again. Half, so that what is in flight is answered before the lease runs out and
+        // another worker declares it `uncertain`.
         // (Loops of async blocks rather than `iter().map(|…| async …)`: a closure over
         // borrowed items makes the dispatcher's future fail to prove `Send`.)
+        let send_by = started + Duration::from_millis((e.config.lease_ms / 2).max(0) as u64);
         let channel = &e.channel;
         let mut per_lead: Vec<Vec<(usize, &Message)>> = Vec::new();
         let mut lead_slot: HashMap<i64, usize> = HashMap::new();
@@ -426,13 +431,18 @@ impl Dispatcher {
             pending.push(async move {
                 let mut answers = Vec::with_capacity(msgs.len());
                 for (i, msg) in msgs {
+                    if std::time::Instant::now() >= send_by {
+                        break;
+                    }
                     answers.push((i, channel.send(msg).await));
                 }
                 answers
             });
         }
+        // `None`: not started.
         let mut sends: Vec<Option<std::result::Result<Sent, SendError>>> = vec![None; remote.len()];
-        let mut answered = futures::stream::iter(pending).buffer_unordered(SEND_CONCURRENCY);
+        let mut answered =
+            futures::stream::iter(pending).buffer_unordered(e.config.send_concurrency.max(1));
         while let Some(answers) = answered.next().await {
             for (i, answer) in answers {
                 sends[i] = Some(answer);
@@ -441,11 +451,22 @@ impl Dispatcher {
         drop(answered);
         let mut sent = Outcomes::default();
         for ((t, lead, action), outcome) in remote.into_iter().zip(sends) {
-            self.note(t, lead, action, outcome, now, &mut sent, &mut report);
+            match outcome {
+                Some(outcome) => {
+                    self.note(t, lead, action, Some(outcome), now, &mut sent, &mut report)
+                }
+                None => {
+                    sent.released.push(t.id);
+                    report.released += 1;
+                }
+            }
         }
         // 3. record. Retried when the database broke a deadlock (PostgreSQL, workers sharing
         // leads): the failed attempt rolled back whole and what was sent is known, so
         // recording it again is safe, while giving up would leave sent touches `uncertain`.
+        // A send that outlived the lease itself (started in time, answered late) may have been
+        // declared `uncertain` by another worker meanwhile; its answer is recorded over that:
+        // the outcome is known now, and `uncertain` touches are never claimed again.
         let mut tries = 0;
         let fx = loop {
             let recorded: Result<Effects> = async {
@@ -636,6 +657,8 @@ struct Outcomes {
     /// The channel of each message sent, counted once the outcomes are committed (a claim
     /// that rolls back after an outbox "send" sent nothing).
     sent_channels: Vec<Channel>,
+    /// Touches whose message was not started before the send deadline: `scheduled` again.
+    released: Vec<i64>,
 }
 
 impl Outcomes {
@@ -658,6 +681,9 @@ async fn record(
     now: Millis,
 ) -> Result<Effects> {
     let mut fx = Effects::default();
+    for id in &out.released {
+        tx.touch_release(*id).await?;
+    }
     if out.enrollment_ids.is_empty() {
         return Ok(fx);
     }

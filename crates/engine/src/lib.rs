@@ -54,6 +54,11 @@ pub struct Config {
     pub lease_ms: i64,
     /// Touches claimed per batch.
     pub batch: i64,
+    /// How many leads one dispatcher has messages out for at once (`RELENTLESS_SEND_CONCURRENCY`).
+    /// Twilio takes up to 100 concurrent requests per account (an SMTP relay fewer sessions:
+    /// the SMTP channel has its own, lower limit); 16 keeps a batch of 500 texts to ~10 s at a
+    /// provider's usual 0.3 s a message.
+    pub send_concurrency: usize,
     /// Base of links in messages (tracking, unsubscribe, video pages, webhooks).
     pub public_url: String,
     /// The address emails are sent from: `From: "{agent name}" <email_from>`.
@@ -93,6 +98,7 @@ impl Default for Config {
         Config {
             lease_ms: 60_000,
             batch: 500,
+            send_concurrency: 16,
             public_url: "http://127.0.0.1:8080".into(),
             email_from: "relentless@localhost".into(),
             reply_domain: None,
@@ -106,27 +112,42 @@ impl Default for Config {
     }
 }
 
+/// A whole number from the environment variable `name`, within `range`; `None` when unset or
+/// blank, an error naming the variable when it is anything else.
+fn env_number(name: &'static str, range: std::ops::RangeInclusive<i64>) -> Result<Option<i64>> {
+    let Ok(v) = std::env::var(name) else {
+        return Ok(None);
+    };
+    if v.trim().is_empty() {
+        return Ok(None);
+    }
+    v.trim()
+        .parse()
+        .ok()
+        .filter(|n| range.contains(n))
+        .map(Some)
+        .ok_or_else(|| {
+            Error::field(
+                name,
+                format!(
+                    "must be a whole number from {} to {}, not '{v}'",
+                    range.start(),
+                    range.end()
+                ),
+            )
+        })
+}
+
 impl Config {
     /// The defaults, with the scheduler's scale settings from the environment:
-    /// `RELENTLESS_BATCH` (touches claimed per batch, default 500). An unreadable value is an
-    /// error naming it.
+    /// `RELENTLESS_BATCH` (touches claimed per batch, default 500) and
+    /// `RELENTLESS_SEND_CONCURRENCY` (leads with messages out at once, default 16). An
+    /// unreadable value is an error naming it.
     pub fn from_env() -> Result<Config> {
         let mut c = Config::default();
-        if let Ok(v) = std::env::var("RELENTLESS_BATCH")
-            && !v.trim().is_empty()
-        {
-            c.batch = v
-                .trim()
-                .parse()
-                .ok()
-                .filter(|n| (1..=100_000).contains(n))
-                .ok_or_else(|| {
-                    Error::field(
-                        "RELENTLESS_BATCH",
-                        format!("must be a whole number from 1 to 100000, not '{v}'"),
-                    )
-                })?;
-        }
+        c.batch = env_number("RELENTLESS_BATCH", 1..=100_000)?.unwrap_or(c.batch);
+        c.send_concurrency = env_number("RELENTLESS_SEND_CONCURRENCY", 1..=1_000)?
+            .map_or(c.send_concurrency, |n| n as usize);
         Ok(c)
     }
 

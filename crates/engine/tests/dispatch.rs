@@ -122,6 +122,7 @@ both!(
     a_message_out_to_a_provider_is_sending_and_no_other_dispatcher_takes_it,
     plans_ending_together_move_a_lead_on_by_the_last_of_them,
     messages_to_a_provider_go_out_side_by_side,
+    a_message_not_started_in_half_its_lease_is_decided_again,
 );
 
 /// Leads in a plan of emails due now (email is never held by the window, so the test does not
@@ -953,6 +954,130 @@ async fn messages_to_a_provider_go_out_side_by_side(backend: Backend) {
         assert_eq!(
             attempts,
             vec![(TouchStatus::Sent, Some(1)), (TouchStatus::Sent, Some(2))]
+        );
+    }
+}
+
+/// A provider that takes `each` to answer and notes who each message went to; rings
+/// `first` when the first message reaches it.
+struct Slow {
+    each: Duration,
+    to: std::sync::Mutex<Vec<String>>,
+    first: tokio::sync::Notify,
+}
+
+#[async_trait::async_trait]
+impl Channel for Slow {
+    async fn send(&self, m: &Message) -> Result<Sent, SendError> {
+        let first = {
+            let mut to = self.to.lock().unwrap();
+            to.push(m.to.clone());
+            to.len() == 1
+        };
+        if first {
+            self.first.notify_one();
+        }
+        tokio::time::sleep(self.each).await;
+        Ok(Sent {
+            provider_id: None,
+            outbox: None,
+        })
+    }
+    fn name(&self) -> &'static str {
+        "slow"
+    }
+}
+
+/// A batch's messages were decided when it was claimed; one held up behind slow provider
+/// answers must not go out long after, to a lead who has answered since (SPEC §5.3). A
+/// message not started within half its lease goes back to `scheduled` and the next batch
+/// decides it again: here the provider takes 0.6 s an answer, one lead at a time, with a
+/// 1 s lease, so only the first message of the batch goes out in it; the other leads answer
+/// meanwhile and get nothing, the first lead (who did not answer) gets its second message
+/// in the next batch. Nothing is `uncertain`, nothing twice.
+async fn a_message_not_started_in_half_its_lease_is_decided_again(backend: Backend) {
+    use relentless_core::types::TouchStatus;
+    let (db, es) = engines(backend, 1, 60_000).await;
+    let leads = 4;
+    due_emails(&es[0], leads).await;
+    let provider = Arc::new(Slow {
+        each: Duration::from_millis(600),
+        to: Default::default(),
+        first: Default::default(),
+    });
+    let e = db
+        .engine_on(
+            provider.clone(),
+            Config {
+                lease_ms: 1_000,
+                send_concurrency: 1,
+                ..Config::default()
+            },
+        )
+        .await;
+    let first = tokio::spawn({
+        let e = e.clone();
+        async move { Dispatcher::new(e).tick().await.unwrap() }
+    });
+    tokio::time::timeout(Duration::from_secs(10), provider.first.notified())
+        .await
+        .expect("the first message reached the provider");
+    let first_to = provider.to.lock().unwrap()[0].clone();
+    let mut answered = vec![];
+    for i in 0..leads {
+        let email = format!("race{i}@example.com");
+        if email == first_to {
+            continue;
+        }
+        let lead = {
+            let mut tx = e.store.read().await.unwrap();
+            tx.lead_match(None, Some(&email), None)
+                .await
+                .unwrap()
+                .unwrap()
+        };
+        e.record_reply(
+            lead.id,
+            relentless_core::types::Channel::Email,
+            "Yes, call me",
+        )
+        .await
+        .unwrap();
+        answered.push(lead.id);
+    }
+    let report = first.await.unwrap();
+    assert_eq!(report.claimed, leads * 2, "{report:?}");
+    assert_eq!(
+        (report.sent, report.released, report.uncertain),
+        (1, leads * 2 - 1, 0),
+        "one message started within half the lease, the rest went back: {report:?}"
+    );
+    let mut d = Dispatcher::new(e.clone());
+    for _ in 0..10 {
+        if d.tick().await.unwrap().claimed == 0 {
+            break;
+        }
+    }
+    assert_eq!(
+        *provider.to.lock().unwrap(),
+        vec![first_to.clone(), first_to.clone()],
+        "only the lead who did not answer got messages, each once"
+    );
+    let mut tx = e.store.read().await.unwrap();
+    for id in answered {
+        let statuses: Vec<_> = tx
+            .touches_for_lead(id)
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|t| t.plan == "burst")
+            .map(|t| t.status)
+            .collect();
+        assert!(
+            statuses
+                .iter()
+                .all(|s| matches!(s, TouchStatus::Cancelled | TouchStatus::Skipped)),
+            "{statuses:?}"
         );
     }
 }

@@ -51,9 +51,10 @@ pub const DEFAULT_FINAL_REPLY_TIMEOUT: Duration = Duration::from_secs(300);
 const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 /// How many idle sessions are kept.
 const MAX_IDLE: usize = 8;
-/// How many sessions are open at once. Relays limit concurrent sessions per client (Exchange
-/// Online: 3); past the limit they answer `421`, which would hold the touch for a minute.
-pub const MAX_SESSIONS: usize = 3;
+/// How many sessions are open at once unless set otherwise (`RELENTLESS_SMTP_SESSIONS`).
+/// Relays limit concurrent sessions per client (Exchange Online: 3); past the limit they
+/// answer `421`, which would hold the touch for a minute.
+pub const DEFAULT_MAX_SESSIONS: usize = 3;
 
 /// Headers the channel writes itself; `Message::headers` may not set them.
 const RESERVED_HEADERS: &[&str] = &[
@@ -79,7 +80,8 @@ pub struct SmtpChannel {
     command_timeout: Duration,
     final_reply_timeout: Duration,
     idle: Mutex<Vec<Parked>>,
-    /// One permit per session in use ([`MAX_SESSIONS`]): the dispatcher sends side by side.
+    /// One permit per session in use ([`DEFAULT_MAX_SESSIONS`] unless set with
+    /// [`SmtpChannel::with_max_sessions`]): the dispatcher sends side by side.
     sessions: tokio::sync::Semaphore,
 }
 
@@ -147,8 +149,14 @@ impl SmtpChannel {
             command_timeout: DEFAULT_COMMAND_TIMEOUT,
             final_reply_timeout: DEFAULT_FINAL_REPLY_TIMEOUT,
             idle: Mutex::new(Vec::new()),
-            sessions: tokio::sync::Semaphore::new(MAX_SESSIONS),
+            sessions: tokio::sync::Semaphore::new(DEFAULT_MAX_SESSIONS),
         })
+    }
+
+    /// At most `n` sessions open at once (at least one): what the relay allows one client.
+    pub fn with_max_sessions(mut self, n: usize) -> SmtpChannel {
+        self.sessions = tokio::sync::Semaphore::new(n.max(1));
+        self
     }
 
     /// Changes the time limits: `command` for connecting and for each command before the
@@ -371,7 +379,7 @@ impl Channel for SmtpChannel {
         let envelope = email.envelope().clone();
         let bytes = email.formatted();
 
-        // One of `MAX_SESSIONS`, held until this message is done. (The semaphore is never
+        // One of the sessions allowed at once, held until this message is done. (The semaphore is never
         // closed, so acquiring cannot fail.)
         let _session = self
             .sessions
