@@ -140,11 +140,11 @@ declare -A DEF=(
 )
 # Expected enqueue rate per system (/s): only sets when the first touch is due
 # (planned end of the enqueue + the gap); report.md flags a run whose enqueue overran it.
-# graphile-worker: `add_job` with a job key took 284 /s on the 2-vCPU AMD EPYC VM
-# (2026-12-06), so one full-size W1 enqueue alone takes ~1 hour.
+# graphile-worker: `add_job` with a job key, ~3,700 /s on the 2-vCPU AMD EPYC VM once its
+# jobs table has statistics (graphile.js analyzes it after the first 1,000; 2026-12-06).
 declare -A EST=(
   [relentless-sqlite]=30000 [relentless-postgres-1]=6000 [relentless-postgres-2]=6000
-  [relentless-postgres-4]=6000 [graphile-default-poll]=300 [graphile-poll-100ms]=300
+  [relentless-postgres-4]=6000 [graphile-default-poll]=3500 [graphile-poll-100ms]=3500
   [bullmq-aof-everysec]=15000 [bullmq-no-persistence]=15000
 )
 
