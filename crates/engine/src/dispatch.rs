@@ -57,6 +57,27 @@ pub struct Dispatcher {
     last_escalation_check: Millis,
     /// Set once the current batch's claiming transaction has committed (see [`Dispatcher::tick`]).
     claim_committed: bool,
+    /// The next batch, decided while the last one was written (SQLite).
+    ahead: Option<Ahead>,
+    /// How many batches were taken as decided ahead.
+    ahead_used: u64,
+}
+
+/// A batch read and decided, not yet written.
+struct Decided {
+    team: TeamCtx,
+    claimed: Vec<Touch>,
+    leads: HashMap<i64, Lead>,
+    /// What to do with each claimed touch (its index in `claimed`).
+    actions: Vec<(usize, Action)>,
+}
+
+/// A batch decided on a reader while the one before was written: taken as it is only if the
+/// database's [`WriteMark`] is `valid_at` when the next batch holds the write lock, i.e.
+/// nothing but that batch's own commits came in between.
+struct Ahead {
+    decided: Decided,
+    valid_at: WriteMark,
 }
 
 /// Counts of one batch.
@@ -141,7 +162,15 @@ impl Dispatcher {
             worker,
             last_escalation_check: 0,
             claim_committed: false,
+            ahead: None,
+            ahead_used: 0,
         }
+    }
+
+    /// How many batches this dispatcher took as decided ahead, on a reader, while the batch
+    /// before was written (SQLite, under a backlog).
+    pub fn batches_decided_ahead(&self) -> u64 {
+        self.ahead_used
     }
 
     /// Runs until `shutdown` resolves. Shutdown is checked between batches only: a batch in
@@ -246,6 +275,7 @@ impl Dispatcher {
         // failure before the commit puts the claimed touches back instead of stranding them
         // in `sending` (they would become `uncertain` when the lease runs out).
         let mut tx = e.store.write().await?;
+        let mark = tx.write_mark().await?;
         let expired = tx.touches_expire_sending(now).await?;
         if !expired.is_empty() {
             let acts: Vec<NewActivity> = expired
@@ -265,137 +295,109 @@ impl Dispatcher {
         // With one writer (SQLite) this transaction is the only claimer until it commits: the
         // due touches are read, and only those handed to an outside provider are marked
         // `sending` below. Where workers claim side by side (PostgreSQL) they are marked now.
+        // A batch decided ahead on a reader (below) is taken as it is when nothing but this
+        // dispatcher's own batch has committed since its snapshot: then it is what reading
+        // now would decide.
         let single_writer = e.store.single_writer();
         let lease_until = now + e.config.lease_ms;
-        let claimed = if single_writer {
-            tx.touches_due(now, e.config.batch).await?
-        } else {
-            tx.claim_due(now, e.config.batch, &self.worker, lease_until)
-                .await?
-        };
-        if claimed.is_empty() {
-            tx.commit().await?;
-            return Ok(report);
-        }
-        report.claimed = claimed.len();
-
-        // 2. resolve (same transaction), then send outside it
-        let team = team_ctx(tx.as_mut()).await?;
-        let lead_ids: Vec<i64> = claimed
-            .iter()
-            .map(|t| t.lead_id)
-            .collect::<HashSet<_>>()
-            .into_iter()
-            .collect();
-        let leads = leads_map(tx.as_mut(), &lead_ids).await?;
-        let enrollments: HashMap<i64, Enrollment> = tx
-            .enrollments_by_ids(
-                &lead_ids,
-                &claimed
-                    .iter()
-                    .map(|t| t.enrollment_id)
-                    .collect::<HashSet<_>>()
-                    .into_iter()
-                    .collect::<Vec<_>>(),
-            )
-            .await?
-            .into_iter()
-            .map(|en| (en.id, en))
-            .collect();
-        let users: HashMap<i64, User> = tx.users().await?.into_iter().map(|u| (u.id, u)).collect();
-        let mut templates: HashMap<String, Option<TemplateRow>> = HashMap::new();
-        for t in &claimed {
-            if !templates.contains_key(&t.template) {
-                templates.insert(t.template.clone(), tx.template(&t.template).await?);
+        let ahead = self
+            .ahead
+            .take()
+            .filter(|a| mark.is_some_and(|m| m == a.valid_at));
+        let decided = match ahead {
+            Some(a) => {
+                self.ahead_used += 1;
+                a.decided
             }
-        }
-        let extras = step_extras(tx.as_mut(), &claimed).await?;
-        let consented: HashSet<i64> = if team.team.require_text_consent {
-            tx.leads_with_text_consent(&lead_ids)
-                .await?
-                .into_iter()
-                .collect()
-        } else {
-            HashSet::new()
-        };
-        for (_, slug) in extras.values().filter_map(|x| x.fallback.as_ref()) {
-            if !templates.contains_key(slug) {
-                templates.insert(slug.clone(), tx.template(slug).await?);
-            }
-        }
-
-        let mut actions: Vec<(&Touch, &Lead, Action)> = Vec::with_capacity(claimed.len());
-        let mut renderer = template::Renderer::default();
-        for t in &claimed {
-            let Some(lead) = leads.get(&t.lead_id) else {
-                continue;
-            };
-            let agent = lead.assigned_to.and_then(|id| users.get(&id));
-            let enrollment = enrollments.get(&t.enrollment_id);
-            let action = decide(
-                &team,
-                t,
-                lead,
-                agent,
-                enrollment,
-                &templates,
-                extras.get(&t.id),
-                now,
-                &e.config,
-                consented.contains(&lead.id),
-                &mut renderer,
-            );
-            actions.push((t, lead, action));
-        }
-        // Tracking tokens and Message-IDs are stored before the message leaves (this
-        // transaction commits before any send), so an open or a reply that comes back at once
-        // finds them.
-        let mut tracking: Vec<Tracking> = Vec::new();
-        let mut message_ids: Vec<(i64, String)> = Vec::new();
-        for (_, _, a) in &actions {
-            if let Action::Send {
-                tracking: Some(tr),
-                msg,
-                ..
-            } = a
-            {
-                tracking.push(tr.clone());
-                if let (Some(touch_id), Some(mid)) = (tr.touch_id, &msg.message_id) {
-                    message_ids.push((touch_id, mid.clone()));
+            None => {
+                let claimed = if single_writer {
+                    tx.touches_due(now, e.config.batch).await?
+                } else {
+                    tx.claim_due(now, e.config.batch, &self.worker, lease_until)
+                        .await?
+                };
+                if claimed.is_empty() {
+                    tx.commit().await?;
+                    return Ok(report);
                 }
+                decide_batch(tx.as_mut(), claimed, now, &e.config).await?
             }
-        }
-        tx.tracking_insert_many(&tracking).await?;
-        tx.touches_set_message_ids(&message_ids).await?;
-        drop(tracking);
+        };
+        report.claimed = decided.claimed.len();
 
-        // What never leaves the process (tasks, skips, holds, and messages to a channel that
-        // only writes to the database, like the built-in outbox) is carried out and recorded
-        // in this same transaction: such a touch goes from `scheduled` to settled in one
-        // commit, and at-most-once holds because nothing happened outside the database.
-        // Only messages for an outside provider stay `sending` across the commit (SPEC §5.4).
-        let (local, remote): (Vec<_>, Vec<_>) =
-            actions.into_iter().partition(|(_, _, a)| match a {
-                Action::Send { msg, .. } => e.channel.is_local(msg.channel),
-                _ => true,
-            });
-        if single_writer {
-            let leaving: Vec<i64> = remote.iter().map(|(t, _, _)| t.id).collect();
-            tx.touches_mark_sending(&leaving, &self.worker, lease_until)
-                .await?;
-        }
-        let mut done = Outcomes::default();
-        for (t, lead, action) in local {
-            self.carry_out(t, lead, action, now, &mut done, &mut report)
-                .await;
-        }
-        let fx = record(tx.as_mut(), &done, &team, &leads, now).await?;
-        // Local outcomes written, nothing committed: a test makes the process fail here.
-        e.config.fault_point("dispatch:before_claim_commit");
-        tx.commit().await?;
+        // The next batch, decided on a reader while this one is written (SQLite, a full
+        // batch: more is due at once). Its snapshot starts after `mark` was read under this
+        // transaction's write lock, so it holds everything committed before; it leaves out
+        // this batch's leads (their rows change here). `valid_at` is the mark once this
+        // batch's own commits are in: anything else committed meanwhile and it is dropped.
+        let next = match mark {
+            Some(m) if single_writer && report.claimed as i64 >= e.config.batch => {
+                let skip: HashSet<i64> = decided.leads.keys().copied().collect();
+                Some((m, skip))
+            }
+            _ => None,
+        };
+        let decide_next = async {
+            let Some((_, skip)) = &next else {
+                return None;
+            };
+            let ahead: Result<Option<Decided>> = async {
+                let mut rtx = e.store.read().await?;
+                let now = now_ms();
+                let due = rtx
+                    .touches_due(now, e.config.batch + skip.len() as i64)
+                    .await?;
+                let claimed: Vec<Touch> = due
+                    .into_iter()
+                    .filter(|t| !skip.contains(&t.lead_id))
+                    .take(e.config.batch as usize)
+                    .collect();
+                if claimed.is_empty() {
+                    return Ok(None);
+                }
+                Ok(Some(
+                    decide_batch(rtx.as_mut(), claimed, now, &e.config).await?,
+                ))
+            }
+            .await;
+            // Only a head start: on failure the next batch reads for itself.
+            ahead.ok().flatten()
+        };
+        let Decided {
+            team,
+            claimed,
+            leads,
+            actions,
+            ..
+        } = decided;
+        let write_this = self.write_claimed(
+            tx,
+            &team,
+            &claimed,
+            &leads,
+            actions,
+            now,
+            lease_until,
+            &mut report,
+        );
+        let (written, ahead) = tokio::join!(write_this, decide_next);
+        let remote = written?;
         self.claim_committed = true;
-        done.count_sent();
-        e.apply_effects(fx);
+        if let (Some((m, _)), Some(ahead)) = (next, ahead) {
+            // This batch commits once more if it has messages out to record.
+            let own = if remote.is_empty() { 1 } else { 2 };
+            self.ahead = Some(Ahead {
+                decided: ahead,
+                valid_at: m.after_own(own),
+            });
+        }
+        let remote: Vec<(&Touch, &Lead, Action)> = remote
+            .into_iter()
+            .filter_map(|(i, a)| {
+                let t = &claimed[i];
+                Some((t, leads.get(&t.lead_id)?, a))
+            })
+            .collect();
         if remote.is_empty() {
             return Ok(report);
         }
@@ -488,6 +490,76 @@ impl Dispatcher {
         sent.count_sent();
         e.apply_effects(fx);
         Ok(report)
+    }
+
+    /// The claiming transaction's writes: tracking tokens, `sending` marks, and everything
+    /// that never leaves the database carried out and recorded; then the commit. Returns the
+    /// messages for outside providers (index into `claimed`), now `sending`.
+    #[allow(clippy::too_many_arguments)]
+    async fn write_claimed(
+        &self,
+        mut tx: Box<dyn Tx>,
+        team: &TeamCtx,
+        claimed: &[Touch],
+        leads: &HashMap<i64, Lead>,
+        actions: Vec<(usize, Action)>,
+        now: Millis,
+        lease_until: Millis,
+        report: &mut BatchReport,
+    ) -> Result<Vec<(usize, Action)>> {
+        let e = &self.engine;
+        // Tracking tokens and Message-IDs are stored before the message leaves (this
+        // transaction commits before any send), so an open or a reply that comes back at once
+        // finds them.
+        let mut tracking: Vec<Tracking> = Vec::new();
+        let mut message_ids: Vec<(i64, String)> = Vec::new();
+        for (_, a) in &actions {
+            if let Action::Send {
+                tracking: Some(tr),
+                msg,
+                ..
+            } = a
+            {
+                tracking.push(tr.clone());
+                if let (Some(touch_id), Some(mid)) = (tr.touch_id, &msg.message_id) {
+                    message_ids.push((touch_id, mid.clone()));
+                }
+            }
+        }
+        tx.tracking_insert_many(&tracking).await?;
+        tx.touches_set_message_ids(&message_ids).await?;
+        drop(tracking);
+
+        // What never leaves the process (tasks, skips, holds, and messages to a channel that
+        // only writes to the database, like the built-in outbox) is carried out and recorded
+        // in this same transaction: such a touch goes from `scheduled` to settled in one
+        // commit, and at-most-once holds because nothing happened outside the database.
+        // Only messages for an outside provider stay `sending` across the commit (SPEC §5.4).
+        let (local, remote): (Vec<_>, Vec<_>) = actions.into_iter().partition(|(_, a)| match a {
+            Action::Send { msg, .. } => e.channel.is_local(msg.channel),
+            _ => true,
+        });
+        if e.store.single_writer() {
+            let leaving: Vec<i64> = remote.iter().map(|(i, _)| claimed[*i].id).collect();
+            tx.touches_mark_sending(&leaving, &self.worker, lease_until)
+                .await?;
+        }
+        let mut done = Outcomes::default();
+        for (i, action) in local {
+            let t = &claimed[i];
+            let Some(lead) = leads.get(&t.lead_id) else {
+                continue;
+            };
+            self.carry_out(t, lead, action, now, &mut done, report)
+                .await;
+        }
+        let fx = record(tx.as_mut(), &done, team, leads, now).await?;
+        // Local outcomes written, nothing committed: a test makes the process fail here.
+        e.config.fault_point("dispatch:before_claim_commit");
+        tx.commit().await?;
+        done.count_sent();
+        e.apply_effects(fx);
+        Ok(remote)
     }
 
     /// Hands one decided touch to its channel (for a message) and notes what became of it.
@@ -825,6 +897,92 @@ async fn step_extras(tx: &mut dyn Tx, touches: &[Touch]) -> Result<HashMap<i64, 
 /// How long a paused plan's touch waits before it is looked at again (resuming makes it due
 /// at once).
 const PAUSED_RECHECK_MS: i64 = 24 * 3_600_000;
+
+/// Reads what deciding `claimed` needs (team, leads, enrollments, agents, templates, plan
+/// steps, consent) through `tx` and decides each touch as of `now`. Reads only: `tx` is the
+/// claiming transaction, or a reader deciding the next batch ahead.
+async fn decide_batch(
+    tx: &mut dyn Tx,
+    claimed: Vec<Touch>,
+    now: Millis,
+    config: &crate::Config,
+) -> Result<Decided> {
+    let team = team_ctx(tx).await?;
+    let lead_ids: Vec<i64> = claimed
+        .iter()
+        .map(|t| t.lead_id)
+        .collect::<HashSet<_>>()
+        .into_iter()
+        .collect();
+    let leads = leads_map(tx, &lead_ids).await?;
+    let enrollments: HashMap<i64, Enrollment> = tx
+        .enrollments_by_ids(
+            &lead_ids,
+            &claimed
+                .iter()
+                .map(|t| t.enrollment_id)
+                .collect::<HashSet<_>>()
+                .into_iter()
+                .collect::<Vec<_>>(),
+        )
+        .await?
+        .into_iter()
+        .map(|en| (en.id, en))
+        .collect();
+    let users: HashMap<i64, User> = tx.users().await?.into_iter().map(|u| (u.id, u)).collect();
+    let mut templates: HashMap<String, Option<TemplateRow>> = HashMap::new();
+    for t in &claimed {
+        if !templates.contains_key(&t.template) {
+            templates.insert(t.template.clone(), tx.template(&t.template).await?);
+        }
+    }
+    let extras = step_extras(tx, &claimed).await?;
+    let consented: HashSet<i64> = if team.team.require_text_consent {
+        tx.leads_with_text_consent(&lead_ids)
+            .await?
+            .into_iter()
+            .collect()
+    } else {
+        HashSet::new()
+    };
+    for (_, slug) in extras.values().filter_map(|x| x.fallback.as_ref()) {
+        if !templates.contains_key(slug) {
+            templates.insert(slug.clone(), tx.template(slug).await?);
+        }
+    }
+
+    let mut actions: Vec<(usize, Action)> = Vec::with_capacity(claimed.len());
+    {
+        let mut renderer = template::Renderer::default();
+        for (i, t) in claimed.iter().enumerate() {
+            let Some(lead) = leads.get(&t.lead_id) else {
+                continue;
+            };
+            let agent = lead.assigned_to.and_then(|id| users.get(&id));
+            let enrollment = enrollments.get(&t.enrollment_id);
+            let action = decide(
+                &team,
+                t,
+                lead,
+                agent,
+                enrollment,
+                &templates,
+                extras.get(&t.id),
+                now,
+                config,
+                consented.contains(&lead.id),
+                &mut renderer,
+            );
+            actions.push((i, action));
+        }
+    }
+    Ok(Decided {
+        team,
+        claimed,
+        leads,
+        actions,
+    })
+}
 
 #[allow(clippy::too_many_arguments)]
 fn decide<'a>(

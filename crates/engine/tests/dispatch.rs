@@ -125,6 +125,21 @@ both!(
     a_message_not_started_in_half_its_lease_is_decided_again,
 );
 
+mod decided_ahead {
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn is_taken_when_nothing_else_was_written() {
+        super::ahead_is_taken_when_nothing_else_was_written().await
+    }
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn is_dropped_after_a_write_in_this_process() {
+        super::ahead_is_dropped_after_a_reply(false).await
+    }
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn is_dropped_after_a_write_by_another_process() {
+        super::ahead_is_dropped_after_a_reply(true).await
+    }
+}
+
 /// Leads in a plan of emails due now (email is never held by the window, so the test does not
 /// depend on the time of day).
 async fn due_emails(e: &Engine, leads: usize) -> usize {
@@ -1079,6 +1094,157 @@ async fn a_message_not_started_in_half_its_lease_is_decided_again(backend: Backe
                 .all(|s| matches!(s, TouchStatus::Cancelled | TouchStatus::Skipped)),
             "{statuses:?}"
         );
+    }
+}
+
+/// On SQLite, while a full batch is written, the next one is read and decided on a reader.
+/// Under a backlog and nothing else writing, every batch after the first is taken as decided
+/// ahead, and each touch still goes out once, its lead's attempts counted and its finished
+/// plan followed by `nurture`.
+async fn ahead_is_taken_when_nothing_else_was_written() {
+    let db = Db::new(Backend::Sqlite).await;
+    let e = db
+        .engine_with(Config {
+            batch: 4,
+            ..Config::default()
+        })
+        .await;
+    e.init(InitInput {
+        admin_email: "admin@example.com".into(),
+        admin_password: None,
+        team_name: None,
+        address: None,
+    })
+    .await
+    .unwrap();
+    let leads = one_email_each(&e, 20).await;
+    let mut d = Dispatcher::new(e.clone());
+    let mut sent = 0;
+    let mut batches = 0;
+    loop {
+        let r = d.tick().await.unwrap();
+        if r.claimed == 0 {
+            break;
+        }
+        sent += r.sent;
+        batches += 1;
+    }
+    assert_eq!((sent, batches), (20, 5));
+    assert_eq!(
+        d.batches_decided_ahead(),
+        4,
+        "every batch after the first was decided while the one before was written"
+    );
+    let ids = outbox_touch_ids(&e).await;
+    assert_eq!(ids.len(), 20);
+    assert_eq!(
+        ids.iter().collect::<HashSet<_>>().len(),
+        20,
+        "each touch once"
+    );
+    let mut tx = e.store.read().await.unwrap();
+    for id in leads {
+        let lead = tx.lead(id).await.unwrap().unwrap();
+        assert_eq!(lead.attempts, 1, "{lead:?}");
+        // Below 8 attempts a finished plan moves on to `nurture` (SPEC §5.6).
+        let ens = tx.enrollments(id).await.unwrap();
+        assert!(ens.iter().any(|en| en.plan == "nurture"), "{ens:?}");
+    }
+}
+
+/// `n` leads with an email address, each in a plan of one email due now.
+async fn one_email_each(e: &Engine, n: usize) -> Vec<i64> {
+    {
+        let mut tx = e.store.write().await.unwrap();
+        tx.plan_save(&relentless_store::PlanRow {
+            slug: "one".into(),
+            name: "One".into(),
+            version: 1,
+            source: "slug='one'\nname='One'\n[[steps]]\nafter='+0m'\nchannel='email'\ntemplate='r21-d0-email'\n".into(),
+            updated_at: now_ms(),
+        })
+        .await
+        .unwrap();
+        tx.commit().await.unwrap();
+    }
+    let mut leads = vec![];
+    for i in 0..n {
+        leads.push(
+            email_lead(e, &format!("ahead{i}@example.com"), "one")
+                .await
+                .id,
+        );
+    }
+    leads
+}
+
+/// A batch decided ahead is dropped when anything else committed after its snapshot: here
+/// every lead not yet written to answers between two batches (through this engine, or
+/// through another process's on the same file), and the next batch, read afresh, sends them
+/// nothing (SPEC §5.3). Taken as decided, it would have.
+async fn ahead_is_dropped_after_a_reply(other_process: bool) {
+    use relentless_core::types::TouchStatus;
+    let db = Db::new(Backend::Sqlite).await;
+    let e = db
+        .engine_with(Config {
+            batch: 4,
+            ..Config::default()
+        })
+        .await;
+    e.init(InitInput {
+        admin_email: "admin@example.com".into(),
+        admin_password: None,
+        team_name: None,
+        address: None,
+    })
+    .await
+    .unwrap();
+    // One email each, so the first batch leaves other leads' touches for the next.
+    let leads = one_email_each(&e, 8).await;
+    let mut d = Dispatcher::new(e.clone());
+    let first = d.tick().await.unwrap();
+    assert_eq!((first.claimed, first.sent), (4, 4), "{first:?}");
+    let written: HashSet<i64> = {
+        let mut tx = e.store.read().await.unwrap();
+        let mut w = HashSet::new();
+        for id in &leads {
+            if tx.lead(*id).await.unwrap().unwrap().attempts > 0 {
+                w.insert(*id);
+            }
+        }
+        w
+    };
+    assert_eq!(written.len(), 4);
+    let replier = if other_process {
+        db.engine_with(Config::default()).await
+    } else {
+        e.clone()
+    };
+    for id in leads.iter().filter(|id| !written.contains(id)) {
+        replier
+            .record_reply(*id, relentless_core::types::Channel::Email, "Call me")
+            .await
+            .unwrap();
+    }
+    let second = d.tick().await.unwrap();
+    assert_eq!(
+        d.batches_decided_ahead(),
+        0,
+        "the batch decided ahead was dropped"
+    );
+    assert_eq!(second.sent, 0, "{second:?}");
+    assert_eq!(outbox_touch_ids(&e).await.len(), 4);
+    let mut tx = e.store.read().await.unwrap();
+    for id in leads.iter().filter(|id| !written.contains(id)) {
+        let statuses: Vec<_> = tx
+            .touches_for_lead(*id)
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|t| t.plan == "one")
+            .map(|t| t.status)
+            .collect();
+        assert_eq!(statuses, vec![TouchStatus::Cancelled], "lead {id}");
     }
 }
 

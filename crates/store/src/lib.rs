@@ -183,10 +183,36 @@ pub trait Store: Send + Sync + 'static {
 
 pub type DynStore = Arc<dyn Store>;
 
+/// Where a single-writer database stands, read inside a write transaction: it differs from
+/// an earlier mark once anything else has committed. `commits` counts this process's
+/// committed write transactions (a replaced writer connection counts too); `data_version` is
+/// SQLite's, which changes when another connection (another process) commits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct WriteMark {
+    pub commits: u64,
+    pub data_version: i64,
+}
+
+impl WriteMark {
+    /// The mark after `n` more commits of this process and nothing else.
+    pub fn after_own(self, n: u64) -> WriteMark {
+        WriteMark {
+            commits: self.commits + n,
+            ..self
+        }
+    }
+}
+
 /// Everything the application reads and writes, inside one transaction.
 #[async_trait]
 pub trait Tx: Send {
     async fn commit(self: Box<Self>) -> Result<()>;
+
+    /// Inside a write transaction of a single-writer database (SQLite), where it stands (see
+    /// [`WriteMark`]); `None` elsewhere (PostgreSQL: writers run side by side).
+    async fn write_mark(&mut self) -> Result<Option<WriteMark>> {
+        Ok(None)
+    }
 
     // team
     async fn team(&mut self) -> Result<Option<Team>>;

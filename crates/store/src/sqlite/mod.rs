@@ -18,6 +18,8 @@ macro_rules! sql {
 
 pub struct SqliteStore {
     writer: SqlitePool,
+    /// Committed write transactions of this process, for [`WriteMark`].
+    commits: Arc<std::sync::atomic::AtomicU64>,
     /// Rung by every committed write; the checkpointer (see `checkpointer`) answers it.
     wrote: Arc<Notify>,
     checkpointer: tokio::task::JoinHandle<()>,
@@ -91,6 +93,7 @@ impl SqliteStore {
         ));
         Ok(SqliteStore {
             writer,
+            commits: Arc::new(std::sync::atomic::AtomicU64::new(0)),
             wrote,
             checkpointer,
             recovering: tokio::sync::Mutex::new(()),
@@ -165,6 +168,10 @@ impl Store for SqliteStore {
                     if sqlx::Connection::is_in_transaction(&*conn) {
                         tracing::warn!(error = %e, "reopening the database's writer connection");
                         conn.close_on_drop();
+                        // A new connection's `data_version` starts afresh: no earlier mark
+                        // may match.
+                        self.commits
+                            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                     }
                     drop(conn);
                 }
@@ -173,7 +180,7 @@ impl Store for SqliteStore {
         };
         Ok(Box::new(SqliteTx {
             tx,
-            wrote: Some(self.wrote.clone()),
+            wrote: Some((self.wrote.clone(), self.commits.clone())),
         }))
     }
     async fn read(&self) -> Result<Box<dyn Tx>> {
@@ -202,8 +209,8 @@ impl Store for SqliteStore {
 
 struct SqliteTx {
     tx: Transaction<'static, Sqlite>,
-    /// The checkpointer's bell, on write transactions.
-    wrote: Option<Arc<Notify>>,
+    /// On write transactions: the checkpointer's bell and the store's commit count.
+    wrote: Option<(Arc<Notify>, Arc<std::sync::atomic::AtomicU64>)>,
 }
 
 fn map_unique(e: sqlx::Error, field: &str) -> StoreError {
@@ -245,10 +252,27 @@ fn email_key(email: &Option<String>) -> Option<String> {
 impl Tx for SqliteTx {
     async fn commit(self: Box<Self>) -> Result<()> {
         self.tx.commit().await?;
-        if let Some(w) = &self.wrote {
-            w.notify_one();
+        if let Some((bell, commits)) = &self.wrote {
+            commits.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            bell.notify_one();
         }
         Ok(())
+    }
+
+    async fn write_mark(&mut self) -> Result<Option<WriteMark>> {
+        let Some((_, commits)) = &self.wrote else {
+            return Ok(None);
+        };
+        // This transaction holds the one writer connection, so the count cannot move under
+        // it; `data_version` moves when another connection (another process) commits.
+        let commits = commits.load(std::sync::atomic::Ordering::SeqCst);
+        let data_version: i64 = sqlx::query_scalar("PRAGMA data_version")
+            .fetch_one(&mut *self.tx)
+            .await?;
+        Ok(Some(WriteMark {
+            commits,
+            data_version,
+        }))
     }
 
     async fn team(&mut self) -> Result<Option<Team>> {
