@@ -106,6 +106,7 @@ pub async fn run(db: &Path, a: &DispatchArgs) -> Result<Value, BoxErr> {
     let cpu = cpu_secs() - cpu0;
     let secs = busy.as_secs_f64();
     let profile = prof.map(|p| p.snapshot()).unwrap_or_default();
+    let decided_ahead = d.batches_decided_ahead();
     drop(d);
     drop(engine);
 
@@ -164,6 +165,7 @@ pub async fn run(db: &Path, a: &DispatchArgs) -> Result<Value, BoxErr> {
         "secs": secs,
         "cpu_secs": cpu,
         "batches": ticks.len(),
+        "batches_decided_ahead": decided_ahead,
         "batch_size": a.batch,
         "claimed": claimed,
         "sent": sent,

@@ -337,31 +337,38 @@ impl Dispatcher {
             }
             _ => None,
         };
-        let decide_next = async {
-            let Some((_, skip)) = &next else {
-                return None;
-            };
-            let ahead: Result<Option<Decided>> = async {
-                let mut rtx = e.store.read().await?;
-                let now = now_ms();
-                let due = rtx
-                    .touches_due(now, e.config.batch + skip.len() as i64)
-                    .await?;
-                let claimed: Vec<Touch> = due
-                    .into_iter()
-                    .filter(|t| !skip.contains(&t.lead_id))
-                    .take(e.config.batch as usize)
-                    .collect();
-                if claimed.is_empty() {
-                    return Ok(None);
+        let decide_next = {
+            let skip = next.as_ref().map(|(_, skip)| skip.clone());
+            let engine = e.clone();
+            // A task of its own, so that its reading and deciding (CPU on the async side)
+            // run on another thread than the one issuing this batch's writes: awaited side
+            // by side on one thread they took turns, and gained nothing (BENCHMARKS.md).
+            let task = e.spawn_beside_writer(async move {
+                let e = engine;
+                let skip = skip?;
+                let ahead: Result<Option<Decided>> = async {
+                    let mut rtx = e.store.read().await?;
+                    let now = now_ms();
+                    let due = rtx
+                        .touches_due(now, e.config.batch + skip.len() as i64)
+                        .await?;
+                    let claimed: Vec<Touch> = due
+                        .into_iter()
+                        .filter(|t| !skip.contains(&t.lead_id))
+                        .take(e.config.batch as usize)
+                        .collect();
+                    if claimed.is_empty() {
+                        return Ok(None);
+                    }
+                    Ok(Some(
+                        decide_batch(rtx.as_mut(), claimed, now, &e.config).await?,
+                    ))
                 }
-                Ok(Some(
-                    decide_batch(rtx.as_mut(), claimed, now, &e.config).await?,
-                ))
-            }
-            .await;
-            // Only a head start: on failure the next batch reads for itself.
-            ahead.ok().flatten()
+                .await;
+                // Only a head start: on failure the next batch reads for itself.
+                ahead.ok().flatten()
+            });
+            async move { task.await.ok().flatten() }
         };
         let Decided {
             team,

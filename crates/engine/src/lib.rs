@@ -191,6 +191,9 @@ pub struct Engine {
     /// Where work that holds the database's writer runs (see [`WriterThread`]); started
     /// with the first such work, on a single-writer database only.
     writer: Arc<std::sync::OnceLock<WriterThread>>,
+    /// The runtime [`Engine::spawn_on_writer`] was called from: work the writer thread hands
+    /// off so it runs beside it ([`Engine::spawn_beside_writer`]).
+    main: Arc<std::sync::OnceLock<tokio::runtime::Handle>>,
 }
 
 /// A thread of its own for work done while holding the database's single writer (SQLite):
@@ -241,6 +244,7 @@ impl Engine {
             hits: Arc::new(tracking::hit_groups()),
             new_leads: Arc::new(leads::lead_groups()),
             writer: Arc::default(),
+            main: Arc::default(),
         }
     }
 
@@ -259,12 +263,29 @@ impl Engine {
         F::Output: Send + 'static,
     {
         if self.store.single_writer() {
+            if let Ok(h) = tokio::runtime::Handle::try_current() {
+                self.main.get_or_init(|| h);
+            }
             self.writer
                 .get_or_init(WriterThread::start)
                 .handle
                 .spawn(task)
         } else {
             tokio::spawn(task)
+        }
+    }
+
+    /// Starts a task that runs beside the writer thread's work, not on it: on the runtime
+    /// that started that work (its other threads), else on the current one. The dispatcher
+    /// decides its next batch this way while the writer thread writes this one.
+    pub(crate) fn spawn_beside_writer<F>(&self, task: F) -> tokio::task::JoinHandle<F::Output>
+    where
+        F: std::future::Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        match self.main.get() {
+            Some(h) => h.spawn(task),
+            None => tokio::spawn(task),
         }
     }
 
