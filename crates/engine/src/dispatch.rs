@@ -63,8 +63,15 @@ pub struct Dispatcher {
     ahead_used: u64,
 }
 
+/// How old a batch decided ahead may be when taken: its decisions (the sending window above
+/// all) were made at its `decided_at`. A batch written as it was decided takes ~50 ms; one
+/// that sent to a provider takes seconds, and the next is then read again.
+const AHEAD_MAX_AGE_MS: Millis = 1_000;
+
 /// A batch read and decided, not yet written.
 struct Decided {
+    /// The instant it was decided as of.
+    decided_at: Millis,
     team: TeamCtx,
     claimed: Vec<Touch>,
     leads: HashMap<i64, Lead>,
@@ -254,12 +261,11 @@ impl Dispatcher {
     }
 
     async fn tick_once(&mut self) -> Result<BatchReport> {
-        let now = now_ms();
-        let started = std::time::Instant::now();
         let e = &self.engine;
         let mut report = BatchReport::default();
 
         // Before claiming: a failure here must not strand claimed touches in `sending`.
+        let now = now_ms();
         if now - self.last_escalation_check >= 60_000 {
             self.last_escalation_check = now;
             self.escalate(now).await?;
@@ -268,6 +274,9 @@ impl Dispatcher {
             tx.rate_prune(now - 3_600_000).await?;
             tx.commit().await?;
         }
+        // The lease and the send deadline run from here.
+        let now = now_ms();
+        let started = std::time::Instant::now();
 
         // 1. claim (and declare touches left `sending` by a dead process uncertain), read what
         // deciding needs and store the tracking tokens, all in one write transaction: one
@@ -300,10 +309,9 @@ impl Dispatcher {
         // now would decide.
         let single_writer = e.store.single_writer();
         let lease_until = now + e.config.lease_ms;
-        let ahead = self
-            .ahead
-            .take()
-            .filter(|a| mark.is_some_and(|m| m == a.valid_at));
+        let ahead = self.ahead.take().filter(|a| {
+            mark.is_some_and(|m| m == a.valid_at) && now - a.decided.decided_at < AHEAD_MAX_AGE_MS
+        });
         let decided = match ahead {
             Some(a) => {
                 self.ahead_used += 1;
@@ -390,14 +398,19 @@ impl Dispatcher {
         let (written, ahead) = tokio::join!(write_this, decide_next);
         let remote = written?;
         self.claim_committed = true;
-        if let (Some((m, _)), Some(ahead)) = (next, ahead) {
-            // This batch commits once more if it has messages out to record.
-            let own = if remote.is_empty() { 1 } else { 2 };
-            self.ahead = Some(Ahead {
-                decided: ahead,
-                valid_at: m.after_own(own),
-            });
-        }
+        // Kept only once every commit of this batch is in (here, or after recording what
+        // went to a provider): a batch that fails after its claim leaves none, since the
+        // count of its own commits would be wrong.
+        let ahead = match (next, ahead) {
+            (Some((m, _)), Some(ahead)) => {
+                let own = if remote.is_empty() { 1 } else { 2 };
+                Some(Ahead {
+                    decided: ahead,
+                    valid_at: m.after_own(own),
+                })
+            }
+            _ => None,
+        };
         let remote: Vec<(&Touch, &Lead, Action)> = remote
             .into_iter()
             .filter_map(|(i, a)| {
@@ -406,6 +419,7 @@ impl Dispatcher {
             })
             .collect();
         if remote.is_empty() {
+            self.ahead = ahead;
             return Ok(report);
         }
 
@@ -435,11 +449,22 @@ impl Dispatcher {
                 per_lead[k].push((i, msg));
             }
         }
+        // A channel that limits its messages in flight (SMTP sessions) would queue ours inside
+        // its `send`, past the deadline check: room is waited for here, before the check.
+        let room: HashMap<Channel, tokio::sync::Semaphore> = [Channel::Text, Channel::Email]
+            .into_iter()
+            .filter_map(|k| Some((k, tokio::sync::Semaphore::new(channel.max_in_flight(k)?))))
+            .collect();
+        let room = &room;
         let mut pending = Vec::with_capacity(per_lead.len());
         for msgs in per_lead {
             pending.push(async move {
                 let mut answers = Vec::with_capacity(msgs.len());
                 for (i, msg) in msgs {
+                    let _room = match room.get(&msg.channel) {
+                        Some(r) => r.acquire().await.ok(),
+                        None => None,
+                    };
                     if std::time::Instant::now() >= send_by {
                         break;
                     }
@@ -496,6 +521,7 @@ impl Dispatcher {
         };
         sent.count_sent();
         e.apply_effects(fx);
+        self.ahead = ahead;
         Ok(report)
     }
 
@@ -984,6 +1010,7 @@ async fn decide_batch(
         }
     }
     Ok(Decided {
+        decided_at: now,
         team,
         claimed,
         leads,

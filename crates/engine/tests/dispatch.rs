@@ -123,12 +123,17 @@ both!(
     plans_ending_together_move_a_lead_on_by_the_last_of_them,
     messages_to_a_provider_go_out_side_by_side,
     a_message_not_started_in_half_its_lease_is_decided_again,
+    a_message_queued_behind_a_channels_limit_is_not_started_late,
 );
 
 mod decided_ahead {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn is_taken_when_nothing_else_was_written() {
         super::ahead_is_taken_when_nothing_else_was_written().await
+    }
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn is_dropped_when_older_than_a_second() {
+        super::ahead_is_dropped_when_old().await
     }
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn is_dropped_after_a_write_in_this_process() {
@@ -979,11 +984,18 @@ struct Slow {
     each: Duration,
     to: std::sync::Mutex<Vec<String>>,
     first: tokio::sync::Notify,
+    /// When set, the provider takes one message at a time and says so (`max_in_flight`), as
+    /// the SMTP channel does with its sessions: the others wait inside `send`.
+    one_at_a_time: Option<tokio::sync::Semaphore>,
 }
 
 #[async_trait::async_trait]
 impl Channel for Slow {
     async fn send(&self, m: &Message) -> Result<Sent, SendError> {
+        let _turn = match &self.one_at_a_time {
+            Some(s) => Some(s.acquire().await.unwrap()),
+            None => None,
+        };
         let first = {
             let mut to = self.to.lock().unwrap();
             to.push(m.to.clone());
@@ -1001,6 +1013,9 @@ impl Channel for Slow {
     fn name(&self) -> &'static str {
         "slow"
     }
+    fn max_in_flight(&self, _kind: relentless_core::types::Channel) -> Option<usize> {
+        self.one_at_a_time.as_ref().map(|_| 1)
+    }
 }
 
 /// A batch's messages were decided when it was claimed; one held up behind slow provider
@@ -1011,6 +1026,18 @@ impl Channel for Slow {
 /// meanwhile and get nothing, the first lead (who did not answer) gets its second message
 /// in the next batch. Nothing is `uncertain`, nothing twice.
 async fn a_message_not_started_in_half_its_lease_is_decided_again(backend: Backend) {
+    not_started_late(backend, false).await
+}
+
+/// The same when the dispatcher would have many messages out at once but the channel takes
+/// one at a time (the SMTP channel and its sessions): a message waiting for the channel's
+/// room is not started once the deadline passed. Waiting inside the channel's `send`, past
+/// the dispatcher's check, all of them would go out, the last ~2 s after its claim.
+async fn a_message_queued_behind_a_channels_limit_is_not_started_late(backend: Backend) {
+    not_started_late(backend, true).await
+}
+
+async fn not_started_late(backend: Backend, channel_limits_itself: bool) {
     use relentless_core::types::TouchStatus;
     let (db, es) = engines(backend, 1, 60_000).await;
     let leads = 4;
@@ -1019,13 +1046,14 @@ async fn a_message_not_started_in_half_its_lease_is_decided_again(backend: Backe
         each: Duration::from_millis(600),
         to: Default::default(),
         first: Default::default(),
+        one_at_a_time: channel_limits_itself.then(|| tokio::sync::Semaphore::new(1)),
     });
     let e = db
         .engine_on(
             provider.clone(),
             Config {
                 lease_ms: 1_000,
-                send_concurrency: 1,
+                send_concurrency: if channel_limits_itself { 16 } else { 1 },
                 ..Config::default()
             },
         )
@@ -1150,6 +1178,33 @@ async fn ahead_is_taken_when_nothing_else_was_written() {
         let ens = tx.enrollments(id).await.unwrap();
         assert!(ens.iter().any(|en| en.plan == "nurture"), "{ens:?}");
     }
+}
+
+/// A batch decided ahead was decided as of its time (the sending window above all): one
+/// older than a second when the next batch starts is read again.
+async fn ahead_is_dropped_when_old() {
+    let db = Db::new(Backend::Sqlite).await;
+    let e = db
+        .engine_with(Config {
+            batch: 4,
+            ..Config::default()
+        })
+        .await;
+    e.init(InitInput {
+        admin_email: "admin@example.com".into(),
+        admin_password: None,
+        team_name: None,
+        address: None,
+    })
+    .await
+    .unwrap();
+    one_email_each(&e, 8).await;
+    let mut d = Dispatcher::new(e.clone());
+    assert_eq!(d.tick().await.unwrap().sent, 4);
+    tokio::time::sleep(Duration::from_millis(1_100)).await;
+    assert_eq!(d.tick().await.unwrap().sent, 4);
+    assert_eq!(d.batches_decided_ahead(), 0);
+    assert_eq!(outbox_touch_ids(&e).await.len(), 8);
 }
 
 /// `n` leads with an email address, each in a plan of one email due now.

@@ -68,6 +68,13 @@ pub trait Channel: Send + Sync + 'static {
     fn is_local(&self, _kind: ChannelKind) -> bool {
         false
     }
+    /// How many messages of this kind the channel has in flight at once, when it limits them
+    /// itself (the SMTP channel's sessions): the dispatcher waits for room before it starts
+    /// a message, so that a message queued behind the limit is not started after its send
+    /// deadline. `None`: no limit of its own.
+    fn max_in_flight(&self, _kind: ChannelKind) -> Option<usize> {
+        None
+    }
 }
 
 /// Routes each message to the channel for its kind: texts to `sms`, emails to `email`.
@@ -98,6 +105,12 @@ impl Channel for Router {
         match kind {
             ChannelKind::Email => self.email.is_local(kind),
             _ => self.sms.is_local(kind),
+        }
+    }
+    fn max_in_flight(&self, kind: ChannelKind) -> Option<usize> {
+        match kind {
+            ChannelKind::Email => self.email.max_in_flight(kind),
+            _ => self.sms.max_in_flight(kind),
         }
     }
     fn name(&self) -> &'static str {

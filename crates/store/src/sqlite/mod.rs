@@ -52,10 +52,21 @@ impl SqliteStore {
             // dispatcher's writer still paid for a checkpoint now and then under a 1,000,000-lead
             // backlog (8 % of its time); raising it gave +10 % fired touches (BENCHMARKS.md).
             .pragma("wal_autocheckpoint", "64000");
+        let commits = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let counted = commits.clone();
         let writer = SqlitePoolOptions::new()
             .max_connections(1)
             .min_connections(1)
             .acquire_timeout(Duration::from_secs(30))
+            // One connection for the life of the store; and should it ever be replaced, the
+            // new one's `data_version` starts afresh, so it counts as a commit: no
+            // [`WriteMark`] taken on the old one may match a mark taken on it.
+            .max_lifetime(None)
+            .idle_timeout(None)
+            .after_connect(move |_, _| {
+                counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                Box::pin(async { Ok::<(), sqlx::Error>(()) })
+            })
             // The writer gets a bigger page cache than the readers (RSS stays bounded).
             .connect_with(opts.clone().pragma("cache_size", "-24000"))
             .await?;
@@ -93,7 +104,7 @@ impl SqliteStore {
         ));
         Ok(SqliteStore {
             writer,
-            commits: Arc::new(std::sync::atomic::AtomicU64::new(0)),
+            commits,
             wrote,
             checkpointer,
             recovering: tokio::sync::Mutex::new(()),
@@ -167,11 +178,8 @@ impl Store for SqliteStore {
                     let mut conn = self.writer.acquire().await?;
                     if sqlx::Connection::is_in_transaction(&*conn) {
                         tracing::warn!(error = %e, "reopening the database's writer connection");
+                        // (Its replacement counts as a commit: see `after_connect`.)
                         conn.close_on_drop();
-                        // A new connection's `data_version` starts afresh: no earlier mark
-                        // may match.
-                        self.commits
-                            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                     }
                     drop(conn);
                 }
@@ -251,9 +259,13 @@ fn email_key(email: &Option<String>) -> Option<String> {
 #[async_trait]
 impl Tx for SqliteTx {
     async fn commit(self: Box<Self>) -> Result<()> {
-        self.tx.commit().await?;
-        if let Some((bell, commits)) = &self.wrote {
+        // Counted before the COMMIT: a commit whose caller stops waiting (a request dropped
+        // mid-commit) still lands, and counting one that fails only costs a re-read.
+        if let Some((_, commits)) = &self.wrote {
             commits.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
+        self.tx.commit().await?;
+        if let Some((bell, _)) = &self.wrote {
             bell.notify_one();
         }
         Ok(())

@@ -83,6 +83,7 @@ pub struct SmtpChannel {
     /// One permit per session in use ([`DEFAULT_MAX_SESSIONS`] unless set with
     /// [`SmtpChannel::with_max_sessions`]): the dispatcher sends side by side.
     sessions: tokio::sync::Semaphore,
+    max_sessions: usize,
 }
 
 struct Server {
@@ -150,12 +151,14 @@ impl SmtpChannel {
             final_reply_timeout: DEFAULT_FINAL_REPLY_TIMEOUT,
             idle: Mutex::new(Vec::new()),
             sessions: tokio::sync::Semaphore::new(DEFAULT_MAX_SESSIONS),
+            max_sessions: DEFAULT_MAX_SESSIONS,
         })
     }
 
     /// At most `n` sessions open at once (at least one): what the relay allows one client.
     pub fn with_max_sessions(mut self, n: usize) -> SmtpChannel {
-        self.sessions = tokio::sync::Semaphore::new(n.max(1));
+        self.max_sessions = n.max(1);
+        self.sessions = tokio::sync::Semaphore::new(self.max_sessions);
         self
     }
 
@@ -406,6 +409,9 @@ impl Channel for SmtpChannel {
         }
     }
 
+    fn max_in_flight(&self, _kind: relentless_core::types::Channel) -> Option<usize> {
+        Some(self.max_sessions)
+    }
     fn name(&self) -> &'static str {
         "smtp"
     }
