@@ -345,15 +345,15 @@ impl Dispatcher {
             }
             _ => None,
         };
-        let decide_next = {
-            let skip = next.as_ref().map(|(_, skip)| skip.clone());
+        // A task of its own, so that its reading and deciding (CPU on the async side) run on
+        // another thread than the one issuing this batch's writes: awaited side by side on
+        // one thread they took turns, and gained nothing (BENCHMARKS.md). None at all when
+        // there is no next batch to decide (PostgreSQL, a batch that was not full).
+        let decide_next = next.as_ref().map(|(_, skip)| {
+            let skip = skip.clone();
             let engine = e.clone();
-            // A task of its own, so that its reading and deciding (CPU on the async side)
-            // run on another thread than the one issuing this batch's writes: awaited side
-            // by side on one thread they took turns, and gained nothing (BENCHMARKS.md).
-            let task = e.spawn_beside_writer(async move {
+            e.spawn_beside_writer(async move {
                 let e = engine;
-                let skip = skip?;
                 let ahead: Result<Option<Decided>> = async {
                     let mut rtx = e.store.read().await?;
                     let now = now_ms();
@@ -375,8 +375,13 @@ impl Dispatcher {
                 .await;
                 // Only a head start: on failure the next batch reads for itself.
                 ahead.ok().flatten()
-            });
-            async move { task.await.ok().flatten() }
+            })
+        });
+        let decide_next = async move {
+            match decide_next {
+                Some(task) => task.await.ok().flatten(),
+                None => None,
+            }
         };
         let Decided {
             team,

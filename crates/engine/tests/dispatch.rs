@@ -1130,21 +1130,7 @@ async fn not_started_late(backend: Backend, channel_limits_itself: bool) {
 /// ahead, and each touch still goes out once, its lead's attempts counted and its finished
 /// plan followed by `nurture`.
 async fn ahead_is_taken_when_nothing_else_was_written() {
-    let db = Db::new(Backend::Sqlite).await;
-    let e = db
-        .engine_with(Config {
-            batch: 4,
-            ..Config::default()
-        })
-        .await;
-    e.init(InitInput {
-        admin_email: "admin@example.com".into(),
-        admin_password: None,
-        team_name: None,
-        address: None,
-    })
-    .await
-    .unwrap();
+    let (_db, e) = sqlite_batches_of_4().await;
     let leads = one_email_each(&e, 20).await;
     let mut d = Dispatcher::new(e.clone());
     let mut sent = 0;
@@ -1183,6 +1169,18 @@ async fn ahead_is_taken_when_nothing_else_was_written() {
 /// A batch decided ahead was decided as of its time (the sending window above all): one
 /// older than a second when the next batch starts is read again.
 async fn ahead_is_dropped_when_old() {
+    let (_db, e) = sqlite_batches_of_4().await;
+    one_email_each(&e, 8).await;
+    let mut d = Dispatcher::new(e.clone());
+    assert_eq!(d.tick().await.unwrap().sent, 4);
+    tokio::time::sleep(Duration::from_millis(1_100)).await;
+    assert_eq!(d.tick().await.unwrap().sent, 4);
+    assert_eq!(d.batches_decided_ahead(), 0);
+    assert_eq!(outbox_touch_ids(&e).await.len(), 8);
+}
+
+/// A fresh SQLite file with the team set up, and an engine claiming 4 touches per batch.
+async fn sqlite_batches_of_4() -> (Db, Engine) {
     let db = Db::new(Backend::Sqlite).await;
     let e = db
         .engine_with(Config {
@@ -1198,13 +1196,7 @@ async fn ahead_is_dropped_when_old() {
     })
     .await
     .unwrap();
-    one_email_each(&e, 8).await;
-    let mut d = Dispatcher::new(e.clone());
-    assert_eq!(d.tick().await.unwrap().sent, 4);
-    tokio::time::sleep(Duration::from_millis(1_100)).await;
-    assert_eq!(d.tick().await.unwrap().sent, 4);
-    assert_eq!(d.batches_decided_ahead(), 0);
-    assert_eq!(outbox_touch_ids(&e).await.len(), 8);
+    (db, e)
 }
 
 /// `n` leads with an email address, each in a plan of one email due now.
@@ -1239,21 +1231,7 @@ async fn one_email_each(e: &Engine, n: usize) -> Vec<i64> {
 /// nothing (SPEC §5.3). Taken as decided, it would have.
 async fn ahead_is_dropped_after_a_reply(other_process: bool) {
     use relentless_core::types::TouchStatus;
-    let db = Db::new(Backend::Sqlite).await;
-    let e = db
-        .engine_with(Config {
-            batch: 4,
-            ..Config::default()
-        })
-        .await;
-    e.init(InitInput {
-        admin_email: "admin@example.com".into(),
-        admin_password: None,
-        team_name: None,
-        address: None,
-    })
-    .await
-    .unwrap();
+    let (db, e) = sqlite_batches_of_4().await;
     // One email each, so the first batch leaves other leads' touches for the next.
     let leads = one_email_each(&e, 8).await;
     let mut d = Dispatcher::new(e.clone());
