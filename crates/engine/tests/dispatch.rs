@@ -145,20 +145,25 @@ mod decided_ahead {
     }
 }
 
-/// Leads in a plan of emails due now (email is never held by the window, so the test does not
-/// depend on the time of day).
-async fn due_emails(e: &Engine, leads: usize) -> usize {
+/// Saves plan `slug` from its TOML `source`.
+async fn save_plan(e: &Engine, slug: &str, source: &str) {
     let mut tx = e.store.write().await.unwrap();
     tx.plan_save(&relentless_store::PlanRow {
-        slug: "burst".into(),
-        name: "Burst".into(),
+        slug: slug.into(),
+        name: slug.into(),
         version: 1,
-        source: "slug='burst'\nname='Burst'\n[[steps]]\nafter='+0m'\nchannel='email'\ntemplate='r21-d0-email'\n[[steps]]\nafter='+0m'\nchannel='email'\ntemplate='r21-d2-email'\n".into(),
+        source: source.into(),
         updated_at: now_ms(),
     })
     .await
     .unwrap();
     tx.commit().await.unwrap();
+}
+
+/// Leads in a plan of emails due now (email is never held by the window, so the test does not
+/// depend on the time of day).
+async fn due_emails(e: &Engine, leads: usize) -> usize {
+    save_plan(e, "burst", "slug='burst'\nname='Burst'\n[[steps]]\nafter='+0m'\nchannel='email'\ntemplate='r21-d0-email'\n[[steps]]\nafter='+0m'\nchannel='email'\ntemplate='r21-d2-email'\n").await;
     for i in 0..leads {
         let input = LeadInput {
             email: Some(Some(format!("race{i}@example.com"))),
@@ -1201,19 +1206,7 @@ async fn sqlite_batches_of_4() -> (Db, Engine) {
 
 /// `n` leads with an email address, each in a plan of one email due now.
 async fn one_email_each(e: &Engine, n: usize) -> Vec<i64> {
-    {
-        let mut tx = e.store.write().await.unwrap();
-        tx.plan_save(&relentless_store::PlanRow {
-            slug: "one".into(),
-            name: "One".into(),
-            version: 1,
-            source: "slug='one'\nname='One'\n[[steps]]\nafter='+0m'\nchannel='email'\ntemplate='r21-d0-email'\n".into(),
-            updated_at: now_ms(),
-        })
-        .await
-        .unwrap();
-        tx.commit().await.unwrap();
-    }
+    save_plan(e, "one", "slug='one'\nname='One'\n[[steps]]\nafter='+0m'\nchannel='email'\ntemplate='r21-d0-email'\n").await;
     let mut leads = vec![];
     for i in 0..n {
         leads.push(
@@ -1283,17 +1276,7 @@ async fn ahead_is_dropped_after_a_reply(other_process: bool) {
 
 /// A one-email plan that moves the lead to `level` when it ends.
 async fn leveling_plan(e: &Engine, slug: &str, level: &str) {
-    let mut tx = e.store.write().await.unwrap();
-    tx.plan_save(&relentless_store::PlanRow {
-        slug: slug.into(),
-        name: slug.into(),
-        version: 1,
-        source: format!("slug='{slug}'\nname='{slug}'\non_complete_level='{level}'\n[[steps]]\nafter='+0m'\nchannel='email'\ntemplate='r21-d2-email'\n"),
-        updated_at: now_ms(),
-    })
-    .await
-    .unwrap();
-    tx.commit().await.unwrap();
+    save_plan(e, slug, &format!("slug='{slug}'\nname='{slug}'\non_complete_level='{level}'\n[[steps]]\nafter='+0m'\nchannel='email'\ntemplate='r21-d2-email'\n")).await;
 }
 
 /// Two plans of one lead end in the same batch: the lead goes where the later one says (here:
