@@ -988,6 +988,46 @@ async fn postgres_hot_paths_use_indexes_not_table_scans() {
     );
 }
 
+/// The report trigger on leads (migration 0011) buckets two durations per changed lead with
+/// `report_bucket`. Written so PostgreSQL could not inline it, each call went through the
+/// SQL-function executor and a 500-lead dispatch batch spent ~65 ms per lead update in it
+/// (migration 0012). Its values are the report's: a second below 2 minutes, 10 s below 20, a
+/// minute below 2 hours, 10 minutes below a day, an hour beyond; negative counts as 0.
+#[tokio::test]
+async fn postgres_report_buckets_are_exact_and_inlined_into_the_trigger() {
+    let t = TestStore::new(Backend::Postgres).await;
+    let s = t.pg.as_ref().unwrap();
+    let seconds: Vec<Option<i64>> = [-5, 0, 119, 120, 125, 1205, 7199, 7300, 86_399, 90_000]
+        .into_iter()
+        .map(Some)
+        .chain([None])
+        .collect();
+    let got: Vec<Option<i64>> = sqlx::query_scalar(
+        "SELECT report_bucket(s) FROM unnest($1::BIGINT[]) WITH ORDINALITY AS v(s, o) ORDER BY o",
+    )
+    .bind(&seconds)
+    .fetch_all(s.pool())
+    .await
+    .unwrap();
+    let want = [0, 0, 119, 120, 120, 1200, 7140, 7200, 85_800, 90_000]
+        .into_iter()
+        .map(Some)
+        .chain([None])
+        .collect::<Vec<_>>();
+    assert_eq!(got, want);
+    let plan: Vec<String> = sqlx::query_scalar(
+        "EXPLAIN (VERBOSE, COSTS OFF) SELECT report_bucket(s) FROM generate_series(1::BIGINT, 3) AS s",
+    )
+    .fetch_all(s.pool())
+    .await
+    .unwrap();
+    let plan = plan.join(" | ");
+    assert!(
+        !plan.contains("report_bucket"),
+        "the bucket is an expression in the caller's plan, not a function called per row: {plan}"
+    );
+}
+
 #[tokio::test]
 async fn postgres_connections_carry_the_timeouts() {
     let t = TestStore::new(Backend::Postgres).await;
