@@ -203,37 +203,29 @@ impl Db {
         let now = now_ms();
         match self {
             Db::Pg(p) => {
-                let mut tx = p.begin().await?;
-                let max_lead: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(id), 0) FROM leads")
-                    .fetch_one(&mut *tx)
-                    .await?;
-                let max_enr: i64 =
-                    sqlx::query_scalar("SELECT COALESCE(MAX(id), 0) FROM enrollments")
-                        .fetch_one(&mut *tx)
-                        .await?;
+                // One statement, the new rows passed along by `RETURNING`. The SQLite form
+                // below (`… FROM leads WHERE id > $max`) is planned from statistics on
+                // PostgreSQL, which a table growing this fast never has: the planner
+                // expected a third of the table and scanned all of it, for each 1,000 rows
+                // (enqueue fell from ~16,000 rows/s to 3,566 /s over 1,000,000).
                 sqlx::query(sqlx::AssertSqlSafe(format!(
-                    "{LEADS} FROM generate_series($3::bigint, $4::bigint) AS i"
+                    "WITH l AS ({LEADS} FROM generate_series($3::bigint, $4::bigint) AS i RETURNING id, first_name),
+                     e AS (INSERT INTO enrollments (lead_id, plan, plan_version, state, started_at)
+                           SELECT id, 'bench', 1, 'active', $2 FROM l RETURNING id, lead_id)
+                     INSERT INTO touches (enrollment_id, lead_id, plan, step, channel, template, planned_at, due_at, created_at)
+                     SELECT e.id, e.lead_id, 'bench', 0, 'text', 'bench-text', $5, $5 + ((CAST(l.first_name AS BIGINT) - $8) * $6) / $7, $5
+                     FROM e JOIN l ON l.id = e.lead_id"
                 )))
                 .bind(zone)
                 .bind(now)
                 .bind(lo)
                 .bind(hi - 1)
-                .execute(&mut *tx)
+                .bind(first_due)
+                .bind(span)
+                .bind(n)
+                .bind(base)
+                .execute(p)
                 .await?;
-                sqlx::query(ENROLLMENTS)
-                    .bind(now)
-                    .bind(max_lead)
-                    .execute(&mut *tx)
-                    .await?;
-                sqlx::query(TOUCHES)
-                    .bind(first_due)
-                    .bind(span)
-                    .bind(n)
-                    .bind(base)
-                    .bind(max_enr)
-                    .execute(&mut *tx)
-                    .await?;
-                tx.commit().await?;
             }
             Db::Lite(p) => {
                 let mut tx = p.begin().await?;
