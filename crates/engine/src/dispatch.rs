@@ -7,8 +7,7 @@
 //! 2. Those messages are handed to their channel, outside any transaction, leads side by side
 //!    (at most [`Config::send_concurrency`](crate::Config) at once), one lead's messages in
 //!    order. A message not started within half the lease is not started: it goes back to
-//!    `scheduled` and the next batch decides it again. One not answered within three
-//!    quarters of the lease is given up on and `uncertain` (it may have gone out).
+//!    `scheduled` and the next batch decides it again.
 //! 3. One transaction records every outcome, the outbox copies, tasks, timeline entries and
 //!    notifications, and completes finished enrollments.
 //!
@@ -439,18 +438,10 @@ impl Dispatcher {
         // not started at all: it was decided at the claim, and a lead who answered or opted
         // out since must not get it; it goes back to `scheduled` and the next batch decides
         // it again. Half, so that what is in flight is answered before the lease runs out and
-        // another worker declares it `uncertain`. A provider may still take longer than that
-        // (the SMTP channel waits up to 5 minutes for a server's final reply): a message not
-        // answered within three quarters of the lease is given up on as `uncertain`, by this
-        // worker, so that the batch is recorded while its claim holds. Otherwise another
-        // worker would declare every touch still `sending` uncertain at the lease's end,
-        // including those this batch never started, and they would never go out.
+        // another worker declares it `uncertain`.
         // (Loops of async blocks rather than `iter().map(|…| async …)`: a closure over
         // borrowed items makes the dispatcher's future fail to prove `Send`.)
         let send_by = started + Duration::from_millis((e.config.lease_ms / 2).max(0) as u64);
-        let answer_by = tokio::time::Instant::from_std(
-            started + Duration::from_millis((e.config.lease_ms * 3 / 4).max(0) as u64),
-        );
         let channel = &e.channel;
         let mut per_lead: Vec<Vec<(usize, &Message)>> = Vec::new();
         let mut lead_slot: HashMap<i64, usize> = HashMap::new();
@@ -482,14 +473,7 @@ impl Dispatcher {
                     if std::time::Instant::now() >= send_by {
                         break;
                     }
-                    let answer = tokio::time::timeout_at(answer_by, channel.send(msg))
-                        .await
-                        .unwrap_or_else(|_| {
-                            Err(SendError::Unknown(
-                                "the provider had not answered when this worker's claim was about to run out".into(),
-                            ))
-                        });
-                    answers.push((i, answer));
+                    answers.push((i, channel.send(msg).await));
                 }
                 answers
             });
@@ -519,8 +503,8 @@ impl Dispatcher {
         // 3. record. Retried when the database broke a deadlock (PostgreSQL, workers sharing
         // leads): the failed attempt rolled back whole and what was sent is known, so
         // recording it again is safe, while giving up would leave sent touches `uncertain`.
-        // The record can still come after the lease (a slow commit, a busy database); a touch
-        // another worker declared `uncertain` meanwhile gets this worker's outcome over that:
+        // A send that outlived the lease itself (started in time, answered late) may have been
+        // declared `uncertain` by another worker meanwhile; its answer is recorded over that:
         // the outcome is known now, and `uncertain` touches are never claimed again.
         let mut tries = 0;
         let fx = loop {

@@ -124,7 +124,6 @@ both!(
     messages_to_a_provider_go_out_side_by_side,
     a_message_not_started_in_half_its_lease_is_decided_again,
     a_message_queued_behind_a_channels_limit_is_not_started_late,
-    a_provider_that_outlives_the_lease_leaves_one_touch_in_doubt_not_the_batch,
 );
 
 mod decided_ahead {
@@ -1129,92 +1128,6 @@ async fn not_started_late(backend: Backend, channel_limits_itself: bool) {
             "{statuses:?}"
         );
     }
-}
-
-/// A provider that has not answered by three quarters of the lease (a mail server that
-/// takes its time over the final reply) is given up on: that one message is `uncertain`, and
-/// the batch is recorded while its claim holds, its unstarted messages `scheduled` again.
-/// Here the provider takes 3 s and the lease is 1 s; another worker comes along at 1.3 s.
-/// Waiting for the provider instead, the first worker would still hold the batch `sending`
-/// then, and the other would declare all four touches in doubt: three that were never sent
-/// would never be.
-async fn a_provider_that_outlives_the_lease_leaves_one_touch_in_doubt_not_the_batch(
-    backend: Backend,
-) {
-    use relentless_core::types::TouchStatus;
-    let (db, es) = engines(backend, 2, 1_000).await;
-    due_emails(&es[0], 2).await;
-    let provider = Arc::new(Slow {
-        each: Duration::from_secs(3),
-        to: Default::default(),
-        first: Default::default(),
-        one_at_a_time: None,
-    });
-    let slow = db
-        .engine_on(
-            provider.clone(),
-            Config {
-                lease_ms: 1_000,
-                send_concurrency: 1,
-                ..Config::default()
-            },
-        )
-        .await;
-    let first = tokio::spawn(async move { Dispatcher::new(slow).tick().await.unwrap() });
-    tokio::time::timeout(Duration::from_secs(10), provider.first.notified())
-        .await
-        .expect("the first message reached the provider");
-    tokio::time::sleep(Duration::from_millis(1_300)).await;
-    let mut other = Dispatcher::new(es[1].clone());
-    for _ in 0..10 {
-        if other.tick().await.unwrap().claimed == 0 {
-            break;
-        }
-    }
-    let report = first.await.unwrap();
-    let mut tx = es[0].store.read().await.unwrap();
-    let mut statuses = vec![];
-    for i in 0..2 {
-        let lead = tx
-            .lead_match(None, Some(&format!("race{i}@example.com")), None)
-            .await
-            .unwrap()
-            .unwrap();
-        for t in tx.touches_for_lead(lead.id).await.unwrap() {
-            if t.plan == "burst" {
-                statuses.push((t.status, t.reason.unwrap_or_default()));
-            }
-        }
-    }
-    let in_doubt: Vec<_> = statuses
-        .iter()
-        .filter(|(s, _)| *s == TouchStatus::Uncertain)
-        .collect();
-    assert_eq!(in_doubt.len(), 1, "{statuses:?}");
-    assert!(
-        in_doubt[0].1.contains("had not answered"),
-        "the reason says why: {statuses:?}"
-    );
-    assert_eq!(
-        statuses
-            .iter()
-            .filter(|(s, _)| *s == TouchStatus::Sent)
-            .count(),
-        3,
-        "the three never started went out through the other worker: {statuses:?}"
-    );
-    drop(tx);
-    assert_eq!(outbox_touch_ids(&es[0]).await.len(), 3);
-    assert_eq!(
-        (
-            report.claimed,
-            report.sent,
-            report.uncertain,
-            report.released
-        ),
-        (4, 0, 1, 3),
-        "{report:?}"
-    );
 }
 
 /// On SQLite, while a full batch is written, the next one is read and decided on a reader.
