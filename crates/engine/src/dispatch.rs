@@ -377,12 +377,7 @@ impl Dispatcher {
                 ahead.ok().flatten()
             })
         });
-        let decide_next = async move {
-            match decide_next {
-                Some(task) => task.await.ok().flatten(),
-                None => None,
-            }
-        };
+        let decide_next = async move { decide_next?.await.ok().flatten() };
         let Decided {
             team,
             claimed,

@@ -83,16 +83,20 @@ async fn engines(backend: Backend, n: usize, lease_ms: i64) -> (Db, Vec<Engine>)
     for _ in 0..n {
         es.push(db.engine(lease_ms).await);
     }
-    es[0]
-        .init(InitInput {
-            admin_email: "admin@example.com".into(),
-            admin_password: None,
-            team_name: None,
-            address: None,
-        })
-        .await
-        .unwrap();
+    init_team(&es[0]).await;
     (db, es)
+}
+
+/// The team set up with its first admin, as `init` does.
+async fn init_team(e: &Engine) {
+    e.init(InitInput {
+        admin_email: "admin@example.com".into(),
+        admin_password: None,
+        team_name: None,
+        address: None,
+    })
+    .await
+    .unwrap();
 }
 
 /// Runs each listed `async fn name(backend: Backend)` once per backend.
@@ -1193,14 +1197,7 @@ async fn sqlite_batches_of_4() -> (Db, Engine) {
             ..Config::default()
         })
         .await;
-    e.init(InitInput {
-        admin_email: "admin@example.com".into(),
-        admin_password: None,
-        team_name: None,
-        address: None,
-    })
-    .await
-    .unwrap();
+    init_team(&e).await;
     (db, e)
 }
 
