@@ -107,7 +107,8 @@ struct Db {
         default_value = "./relentless-data"
     )]
     data_dir: String,
-    /// Seconds a claimed touch may stay `sending` before it is declared `uncertain`.
+    /// Seconds a claimed touch may stay `sending` before it is declared `uncertain` (a running
+    /// worker renews the lease while a provider answers; this bounds a stopped one).
     #[arg(
         long,
         global = true,

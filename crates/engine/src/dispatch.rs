@@ -7,7 +7,8 @@
 //! 2. Those messages are handed to their channel, outside any transaction, leads side by side
 //!    (at most [`Config::send_concurrency`](crate::Config) at once), one lead's messages in
 //!    order. A message not started within half the lease is not started: it goes back to
-//!    `scheduled` and the next batch decides it again.
+//!    `scheduled` and the next batch decides it again. While messages are out, the worker
+//!    renews their lease (every third of it), however long a provider takes to answer.
 //! 3. One transaction records every outcome, the outbox copies, tasks, timeline entries and
 //!    notifications, and completes finished enrollments.
 //!
@@ -477,10 +478,40 @@ impl Dispatcher {
         let mut sends: Vec<Option<std::result::Result<Sent, SendError>>> = vec![None; remote.len()];
         let mut answered =
             futures::stream::iter(pending).buffer_unordered(e.config.send_concurrency.max(1));
-        while let Some(answers) = answered.next().await {
-            for (i, answer) in answers {
-                sends[i] = Some(answer);
+        let all_answered = async {
+            while let Some(answers) = answered.next().await {
+                for (i, answer) in answers {
+                    sends[i] = Some(answer);
+                }
             }
+        };
+        // While messages are with a provider the lease is renewed, every third of it: an
+        // answer may take longer than the lease (SMTP waits up to 5 minutes for its final
+        // reply), and another worker must not declare this live batch `uncertain` (its
+        // never-started messages too, which would then never go out). A worker that dies
+        // stops renewing, and its touches become `uncertain` a lease later, as before.
+        let ids: Vec<i64> = remote.iter().map(|(t, _, _)| t.id).collect();
+        let renew = async {
+            let every = Duration::from_millis((e.config.lease_ms / 3).max(1) as u64);
+            loop {
+                tokio::time::sleep(every).await;
+                let renewed: Result<u64> = async {
+                    let mut tx = e.store.write().await?;
+                    let n = tx
+                        .touches_renew_lease(&ids, &self.worker, now_ms() + e.config.lease_ms)
+                        .await?;
+                    tx.commit().await?;
+                    Ok(n)
+                }
+                .await;
+                if let Err(err) = renewed {
+                    tracing::warn!(%err, "could not renew the lease of messages being sent; trying again");
+                }
+            }
+        };
+        tokio::select! {
+            _ = all_answered => {}
+            _ = renew => {}
         }
         drop(answered);
         let mut sent = Outcomes::default();
@@ -498,9 +529,10 @@ impl Dispatcher {
         // 3. record. Retried when the database broke a deadlock (PostgreSQL, workers sharing
         // leads): the failed attempt rolled back whole and what was sent is known, so
         // recording it again is safe, while giving up would leave sent touches `uncertain`.
-        // A send that outlived the lease itself (started in time, answered late) may have been
-        // declared `uncertain` by another worker meanwhile; its answer is recorded over that:
-        // the outcome is known now, and `uncertain` touches are never claimed again.
+        // Should the renewals above have failed for a whole lease (the database out of reach),
+        // another worker may have declared these touches `uncertain` meanwhile; an answer is
+        // recorded over that: the outcome is known now, and `uncertain` touches are never
+        // claimed again.
         let mut tries = 0;
         let fx = loop {
             let recorded: Result<Effects> = async {

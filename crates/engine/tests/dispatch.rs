@@ -128,6 +128,7 @@ both!(
     messages_to_a_provider_go_out_side_by_side,
     a_message_not_started_in_half_its_lease_is_decided_again,
     a_message_queued_behind_a_channels_limit_is_not_started_late,
+    a_provider_slower_than_the_lease_leaves_the_batch_to_its_worker,
 );
 
 mod decided_ahead {
@@ -1132,6 +1133,84 @@ async fn not_started_late(backend: Backend, channel_limits_itself: bool) {
             "{statuses:?}"
         );
     }
+}
+
+/// A provider may take longer to answer than the lease (SMTP waits up to five minutes for
+/// its final reply). The worker renews the lease while its messages are out, so another
+/// worker expiring leases meanwhile leaves the batch alone: the slow message is recorded
+/// `sent`, the ones not started in time go back to `scheduled` and then out, each once.
+/// Without the renewal the other worker declares all four `uncertain` after one lease, and
+/// the three that never started are never sent.
+async fn a_provider_slower_than_the_lease_leaves_the_batch_to_its_worker(backend: Backend) {
+    use relentless_core::types::TouchStatus;
+    let lease_ms = 2_000;
+    let (db, es) = engines(backend, 1, lease_ms).await;
+    let other = &es[0];
+    due_emails(other, 2).await;
+    let provider = Arc::new(Slow {
+        each: Duration::from_millis(2 * lease_ms as u64),
+        to: Default::default(),
+        first: Default::default(),
+        one_at_a_time: None,
+    });
+    let e = db
+        .engine_on(
+            provider.clone(),
+            Config {
+                lease_ms,
+                send_concurrency: 1,
+                ..Config::default()
+            },
+        )
+        .await;
+    let slow = tokio::spawn({
+        let e = e.clone();
+        async move { Dispatcher::new(e).tick().await.unwrap() }
+    });
+    tokio::time::timeout(Duration::from_secs(10), provider.first.notified())
+        .await
+        .expect("the first message reached the provider");
+    // Another worker, expiring leases (and finding nothing of its own to claim) while the
+    // provider takes two leases to answer.
+    let mut d = Dispatcher::new(other.clone());
+    let mut expired = 0;
+    while !slow.is_finished() {
+        expired += d.tick().await.unwrap().uncertain;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let report = slow.await.unwrap();
+    assert_eq!(
+        (report.claimed, report.sent, report.released, expired),
+        (4, 1, 3, 0),
+        "the batch stayed with its worker: {report:?}"
+    );
+    // The rest go out through the other worker's outbox, each once.
+    for _ in 0..10 {
+        if d.tick().await.unwrap().claimed == 0 {
+            break;
+        }
+    }
+    let mut tx = e.store.read().await.unwrap();
+    let mut statuses = vec![];
+    for i in 0..2 {
+        let lead = tx
+            .lead_match(None, Some(&format!("race{i}@example.com")), None)
+            .await
+            .unwrap()
+            .unwrap();
+        statuses.extend(
+            tx.touches_for_lead(lead.id)
+                .await
+                .unwrap()
+                .into_iter()
+                .filter(|t| t.plan == "burst")
+                .map(|t| t.status),
+        );
+    }
+    drop(tx);
+    assert_eq!(statuses, vec![TouchStatus::Sent; 4]);
+    assert_eq!(provider.to.lock().unwrap().len(), 1);
+    assert_eq!(outbox_touch_ids(other).await.len(), 3);
 }
 
 /// On SQLite, while a full batch is written, the next one is read and decided on a reader.

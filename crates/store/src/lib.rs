@@ -371,6 +371,16 @@ pub trait Tx: Send {
         worker: &str,
         lease_until: Millis,
     ) -> Result<()>;
+    /// Extends the lease of these touches to `lease_until`, those still `sending` under
+    /// `worker` only (one another worker declared `uncertain` stays so). A worker renews while
+    /// its messages are with a provider: a lease is how long a *dead* worker's touches wait
+    /// before they are declared `uncertain`, not how long a provider may take to answer.
+    async fn touches_renew_lease(
+        &mut self,
+        ids: &[i64],
+        worker: &str,
+        lease_until: Millis,
+    ) -> Result<u64>;
     /// Releases a claimed touch back to `scheduled` (nothing was sent).
     async fn touch_release(&mut self, id: i64) -> Result<()>;
     /// Puts a claimed touch back with a later due instant (the window closed meanwhile).

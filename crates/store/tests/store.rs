@@ -426,9 +426,20 @@ async fn claims_are_exclusive_and_leases_expire(b: Backend) {
         tx.touches_expire_sending(999).await.unwrap().is_empty(),
         "leases still running"
     );
+    // A worker renews its own leases only: b's two run on, a's and d's expire.
+    let all: Vec<i64> = a.iter().chain(&b2).map(|t| t.id).collect();
+    assert_eq!(tx.touches_renew_lease(&all, "b", 1500).await.unwrap(), 2);
     let expired = tx.touches_expire_sending(1001).await.unwrap();
-    assert_eq!(expired.len(), 4);
+    assert_eq!(expired.len(), 2);
+    assert!(expired.iter().all(|t| !b2.iter().any(|u| u.id == t.id)));
+    let expired = tx.touches_expire_sending(1501).await.unwrap();
+    assert_eq!(expired.len(), 2);
     assert!(expired.iter().all(|t| t.status == TouchStatus::Uncertain));
+    assert_eq!(
+        tx.touches_renew_lease(&all, "b", 9000).await.unwrap(),
+        0,
+        "an uncertain touch stays uncertain"
+    );
     // The outcome of a claimed touch: an attempt for the lead.
     let c = tx.claim_due(60, 5, "e", 2000).await.unwrap();
     assert_eq!(c.len(), 1);

@@ -1151,6 +1151,26 @@ impl Tx for PgTx {
         Ok(())
     }
 
+    async fn touches_renew_lease(
+        &mut self,
+        ids: &[i64],
+        worker: &str,
+        lease_until: Millis,
+    ) -> Result<u64> {
+        if ids.is_empty() {
+            return Ok(0);
+        }
+        let r = sqlx::query(
+            "UPDATE touches SET lease_until = $1 WHERE id = ANY($2) AND status = 'sending' AND claimed_by = $3",
+        )
+        .bind(lease_until)
+        .bind(ids)
+        .bind(worker)
+        .execute(&mut *self.tx)
+        .await?;
+        Ok(r.rows_affected())
+    }
+
     async fn touch_release(&mut self, id: i64) -> Result<()> {
         let r = sqlx::query("UPDATE touches SET status = 'scheduled', claimed_by = NULL, lease_until = NULL WHERE id = $1 AND status = 'sending'")
             .bind(id)

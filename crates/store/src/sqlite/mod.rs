@@ -1168,6 +1168,26 @@ impl Tx for SqliteTx {
         Ok(())
     }
 
+    async fn touches_renew_lease(
+        &mut self,
+        ids: &[i64],
+        worker: &str,
+        lease_until: Millis,
+    ) -> Result<u64> {
+        if ids.is_empty() {
+            return Ok(0);
+        }
+        let r = sqlx::query(sql!(
+            "UPDATE touches SET lease_until = ? WHERE id IN ({}) AND status = 'sending' AND claimed_by = ?",
+            ids_list(ids)
+        ))
+        .bind(lease_until)
+        .bind(worker)
+        .execute(&mut *self.tx)
+        .await?;
+        Ok(r.rows_affected())
+    }
+
     async fn touch_release(&mut self, id: i64) -> Result<()> {
         sqlx::query("UPDATE touches SET status = 'scheduled', claimed_by = NULL, lease_until = NULL WHERE id = ? AND status = 'sending'")
             .bind(id)
