@@ -113,7 +113,8 @@ struct Db {
         long,
         global = true,
         env = "RELENTLESS_SEND_LEASE_SECS",
-        default_value_t = 60
+        default_value_t = 60,
+        value_parser = clap::value_parser!(u64).range(1..)
     )]
     send_lease_secs: u64,
 }

@@ -638,6 +638,7 @@ fn unreadable_scheduler_settings_are_refused_naming_the_variable() {
         ("RELENTLESS_SEND_CONCURRENCY", "many"),
         ("RELENTLESS_BATCH", "-5"),
         ("RELENTLESS_SMTP_SESSIONS", "0"),
+        ("RELENTLESS_SEND_LEASE_SECS", "0"),
     ] {
         let out = s
             .command()
@@ -647,10 +648,10 @@ fn unreadable_scheduler_settings_are_refused_naming_the_variable() {
             .unwrap();
         let r = Run::new(&["migrate"], out);
         assert_ne!(r.code, Some(0), "{var}={value} {}", r.context());
-        r.stderr_has(if var == "RELENTLESS_SMTP_SESSIONS" {
-            "--smtp-sessions"
-        } else {
-            var
+        r.stderr_has(match var {
+            "RELENTLESS_SMTP_SESSIONS" => "--smtp-sessions",
+            "RELENTLESS_SEND_LEASE_SECS" => "--send-lease-secs",
+            _ => var,
         });
     }
 }

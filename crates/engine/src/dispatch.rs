@@ -7,8 +7,8 @@
 //! 2. Those messages are handed to their channel, outside any transaction, leads side by side
 //!    (at most [`Config::send_concurrency`](crate::Config) at once), one lead's messages in
 //!    order. A message not started within half the lease is not started: it goes back to
-//!    `scheduled` and the next batch decides it again. While messages are out, the worker
-//!    renews their lease (every third of it), however long a provider takes to answer.
+//!    `scheduled` and the next batch decides it again. Until their outcomes are recorded,
+//!    the worker renews their lease (every third of it), however long a provider takes.
 //! 3. One transaction records every outcome, the outbox copies, tasks, timeline entries and
 //!    notifications, and completes finished enrollments.
 //!
@@ -403,6 +403,8 @@ impl Dispatcher {
         // went to a provider): a batch that fails after its claim leaves none, since the
         // count of its own commits would be wrong.
         let ahead = match (next, ahead) {
+            // (A batch with messages out long enough for a lease renewal commits more than
+            // twice: then the batch decided ahead does not match and is read again.)
             (Some((m, _)), Some(ahead)) => {
                 let own = if remote.is_empty() { 1 } else { 2 };
                 Some(Ahead {
@@ -433,123 +435,134 @@ impl Dispatcher {
         // A message not started within half the lease (slow provider answers ahead of it) is
         // not started at all: it was decided at the claim, and a lead who answered or opted
         // out since must not get it; it goes back to `scheduled` and the next batch decides
-        // it again. Half, so that what is in flight is answered before the lease runs out and
-        // another worker declares it `uncertain`.
+        // it again. (Half: a message is never started late in its lease, when a renewal that
+        // failed could let it run out before the answer.)
         // (Loops of async blocks rather than `iter().map(|…| async …)`: a closure over
         // borrowed items makes the dispatcher's future fail to prove `Send`.)
         let send_by = started + Duration::from_millis((e.config.lease_ms / 2).max(0) as u64);
-        let channel = &e.channel;
-        let mut per_lead: Vec<Vec<(usize, &Message)>> = Vec::new();
-        let mut lead_slot: HashMap<i64, usize> = HashMap::new();
-        for (i, (t, _, action)) in remote.iter().enumerate() {
-            if let Action::Send { msg, .. } = action {
-                let k = *lead_slot.entry(t.lead_id).or_insert_with(|| {
-                    per_lead.push(Vec::new());
-                    per_lead.len() - 1
-                });
-                per_lead[k].push((i, msg));
-            }
-        }
-        // A channel that limits its messages in flight (SMTP sessions) would queue ours inside
-        // its `send`, past the deadline check: room is waited for here, before the check.
-        let room: HashMap<Channel, tokio::sync::Semaphore> = [Channel::Text, Channel::Email]
-            .into_iter()
-            .filter_map(|k| Some((k, tokio::sync::Semaphore::new(channel.max_in_flight(k)?))))
-            .collect();
-        let room = &room;
-        let mut pending = Vec::with_capacity(per_lead.len());
-        for msgs in per_lead {
-            pending.push(async move {
-                let mut answers = Vec::with_capacity(msgs.len());
-                for (i, msg) in msgs {
-                    let _room = match room.get(&msg.channel) {
-                        Some(r) => r.acquire().await.ok(),
-                        None => None,
-                    };
-                    if std::time::Instant::now() >= send_by {
-                        break;
-                    }
-                    answers.push((i, channel.send(msg).await));
+        // While messages are with a provider, and until their outcomes are recorded, this
+        // worker renews their lease every third of it (counted from the claim): an answer may
+        // take longer than the lease (SMTP waits up to 5 minutes for its final reply), and
+        // another worker must not declare this live batch `uncertain` (its never-started
+        // messages too, which would then never go out). A worker that dies stops renewing,
+        // and its touches become `uncertain` a lease later, as before.
+        let ids: Vec<i64> = remote.iter().map(|(t, _, _)| t.id).collect();
+        let renew = async {
+            let every = Duration::from_millis((e.config.lease_ms / 3).max(10) as u64);
+            let mut ticks =
+                tokio::time::interval_at(tokio::time::Instant::from_std(started) + every, every);
+            ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                ticks.tick().await;
+                let renewed = e
+                    .store
+                    .renew_lease(&ids, &self.worker, now_ms() + e.config.lease_ms)
+                    .await;
+                match renewed {
+                    Ok(n) if n < ids.len() as u64 => tracing::warn!(
+                        renewed = n,
+                        sending = ids.len(),
+                        "some messages being sent were declared uncertain by another worker (their lease ran out first)"
+                    ),
+                    Ok(_) => {}
+                    Err(err) => tracing::warn!(
+                        %err,
+                        "could not renew the lease of messages being sent; trying again"
+                    ),
                 }
-                answers
-            });
-        }
-        // `None`: not started.
-        let mut sends: Vec<Option<std::result::Result<Sent, SendError>>> = vec![None; remote.len()];
-        let mut answered =
-            futures::stream::iter(pending).buffer_unordered(e.config.send_concurrency.max(1));
-        let all_answered = async {
+            }
+        };
+        let send_and_record = async {
+            let channel = &e.channel;
+            let mut per_lead: Vec<Vec<(usize, &Message)>> = Vec::new();
+            let mut lead_slot: HashMap<i64, usize> = HashMap::new();
+            for (i, (t, _, action)) in remote.iter().enumerate() {
+                if let Action::Send { msg, .. } = action {
+                    let k = *lead_slot.entry(t.lead_id).or_insert_with(|| {
+                        per_lead.push(Vec::new());
+                        per_lead.len() - 1
+                    });
+                    per_lead[k].push((i, msg));
+                }
+            }
+            // A channel that limits its messages in flight (SMTP sessions) would queue ours inside
+            // its `send`, past the deadline check: room is waited for here, before the check.
+            let room: HashMap<Channel, tokio::sync::Semaphore> = [Channel::Text, Channel::Email]
+                .into_iter()
+                .filter_map(|k| Some((k, tokio::sync::Semaphore::new(channel.max_in_flight(k)?))))
+                .collect();
+            let room = &room;
+            let mut pending = Vec::with_capacity(per_lead.len());
+            for msgs in per_lead {
+                pending.push(async move {
+                    let mut answers = Vec::with_capacity(msgs.len());
+                    for (i, msg) in msgs {
+                        let _room = match room.get(&msg.channel) {
+                            Some(r) => r.acquire().await.ok(),
+                            None => None,
+                        };
+                        if std::time::Instant::now() >= send_by {
+                            break;
+                        }
+                        answers.push((i, channel.send(msg).await));
+                    }
+                    answers
+                });
+            }
+            // `None`: not started.
+            let mut sends: Vec<Option<std::result::Result<Sent, SendError>>> =
+                vec![None; remote.len()];
+            let mut answered =
+                futures::stream::iter(pending).buffer_unordered(e.config.send_concurrency.max(1));
             while let Some(answers) = answered.next().await {
                 for (i, answer) in answers {
                     sends[i] = Some(answer);
                 }
             }
-        };
-        // While messages are with a provider the lease is renewed, every third of it: an
-        // answer may take longer than the lease (SMTP waits up to 5 minutes for its final
-        // reply), and another worker must not declare this live batch `uncertain` (its
-        // never-started messages too, which would then never go out). A worker that dies
-        // stops renewing, and its touches become `uncertain` a lease later, as before.
-        let ids: Vec<i64> = remote.iter().map(|(t, _, _)| t.id).collect();
-        let renew = async {
-            let every = Duration::from_millis((e.config.lease_ms / 3).max(1) as u64);
-            loop {
-                tokio::time::sleep(every).await;
-                let renewed: Result<u64> = async {
+            drop(answered);
+            let mut sent = Outcomes::default();
+            for ((t, lead, action), outcome) in remote.into_iter().zip(sends) {
+                match outcome {
+                    Some(outcome) => {
+                        self.note(t, lead, action, Some(outcome), now, &mut sent, &mut report)
+                    }
+                    None => {
+                        sent.released.push(t.id);
+                        report.released += 1;
+                    }
+                }
+            }
+            // 3. record. Retried when the database broke a deadlock (PostgreSQL, workers
+            // sharing leads): the failed attempt rolled back whole and what was sent is known,
+            // so recording it again is safe, while giving up would leave sent touches
+            // `uncertain`. Should the renewals have failed for a whole lease (the database
+            // out of reach), another worker may have declared these touches `uncertain`
+            // meanwhile; an answer is recorded over that: the outcome is known now, and
+            // `uncertain` touches are never claimed again.
+            let mut tries = 0;
+            let fx = loop {
+                let recorded: Result<Effects> = async {
                     let mut tx = e.store.write().await?;
-                    let n = tx
-                        .touches_renew_lease(&ids, &self.worker, now_ms() + e.config.lease_ms)
-                        .await?;
+                    let fx = record(tx.as_mut(), &sent, &team, &leads, now).await?;
                     tx.commit().await?;
-                    Ok(n)
+                    Ok(fx)
                 }
                 .await;
-                if let Err(err) = renewed {
-                    tracing::warn!(%err, "could not renew the lease of messages being sent; trying again");
+                match recorded {
+                    Err(crate::Error::Store(StoreError::Busy)) if tries < 3 => {
+                        tries += 1;
+                        tracing::warn!(tries, "recording a batch hit a busy database; retrying");
+                        tokio::time::sleep(Duration::from_millis(20 * tries)).await;
+                    }
+                    r => break r?,
                 }
-            }
+            };
+            Ok::<_, crate::Error>((sent, fx))
         };
-        tokio::select! {
-            _ = all_answered => {}
-            _ = renew => {}
-        }
-        drop(answered);
-        let mut sent = Outcomes::default();
-        for ((t, lead, action), outcome) in remote.into_iter().zip(sends) {
-            match outcome {
-                Some(outcome) => {
-                    self.note(t, lead, action, Some(outcome), now, &mut sent, &mut report)
-                }
-                None => {
-                    sent.released.push(t.id);
-                    report.released += 1;
-                }
-            }
-        }
-        // 3. record. Retried when the database broke a deadlock (PostgreSQL, workers sharing
-        // leads): the failed attempt rolled back whole and what was sent is known, so
-        // recording it again is safe, while giving up would leave sent touches `uncertain`.
-        // Should the renewals above have failed for a whole lease (the database out of reach),
-        // another worker may have declared these touches `uncertain` meanwhile; an answer is
-        // recorded over that: the outcome is known now, and `uncertain` touches are never
-        // claimed again.
-        let mut tries = 0;
-        let fx = loop {
-            let recorded: Result<Effects> = async {
-                let mut tx = e.store.write().await?;
-                let fx = record(tx.as_mut(), &sent, &team, &leads, now).await?;
-                tx.commit().await?;
-                Ok(fx)
-            }
-            .await;
-            match recorded {
-                Err(crate::Error::Store(StoreError::Busy)) if tries < 3 => {
-                    tries += 1;
-                    tracing::warn!(tries, "recording a batch hit a busy database; retrying");
-                    tokio::time::sleep(Duration::from_millis(20 * tries)).await;
-                }
-                r => break r?,
-            }
+        // `renew` never ends: this waits for the sends and their record.
+        let (sent, fx) = tokio::select! {
+            r = send_and_record => r?,
+            _ = renew => unreachable!("the renewal loop never ends"),
         };
         sent.count_sent();
         e.apply_effects(fx);

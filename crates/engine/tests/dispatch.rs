@@ -131,6 +131,11 @@ both!(
     a_provider_slower_than_the_lease_leaves_the_batch_to_its_worker,
 );
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_a_record_held_up_past_the_lease_keeps_it() {
+    a_record_held_up_past_the_lease_keeps_it().await
+}
+
 mod decided_ahead {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn is_taken_when_nothing_else_was_written() {
@@ -1211,6 +1216,71 @@ async fn a_provider_slower_than_the_lease_leaves_the_batch_to_its_worker(backend
     assert_eq!(statuses, vec![TouchStatus::Sent; 4]);
     assert_eq!(provider.to.lock().unwrap().len(), 1);
     assert_eq!(outbox_touch_ids(other).await.len(), 3);
+}
+
+/// The lease is renewed until the outcomes are recorded, not only while the provider answers:
+/// on PostgreSQL the record waits for its leads' row locks (here another transaction holds
+/// them for two leases, as a long edit or a stuck statement would). Another worker expiring
+/// leases meanwhile leaves the batch alone. (On SQLite one write lock orders the record, the
+/// renewal and the other worker's expiry, so none of them gets ahead of the record.)
+async fn a_record_held_up_past_the_lease_keeps_it() {
+    let lease_ms = 2_000;
+    let (db, es) = engines(Backend::Postgres, 1, lease_ms).await;
+    let other = &es[0];
+    due_emails(other, 2).await;
+    let provider = Arc::new(Slow {
+        each: Duration::from_millis(lease_ms as u64 / 4),
+        to: Default::default(),
+        first: Default::default(),
+        one_at_a_time: None,
+    });
+    let e = db
+        .engine_on(
+            provider.clone(),
+            Config {
+                lease_ms,
+                ..Config::default()
+            },
+        )
+        .await;
+    let slow = tokio::spawn({
+        let e = e.clone();
+        async move { Dispatcher::new(e).tick().await.unwrap() }
+    });
+    // Once the batch is claimed and out, both leads' rows are locked by a transaction left
+    // open (in a third process: one process's writes take turns): the record will wait.
+    let third = db.engine(lease_ms).await;
+    tokio::time::timeout(Duration::from_secs(10), provider.first.notified())
+        .await
+        .expect("the first message reached the provider");
+    let mut blocker = third.store.write().await.unwrap();
+    for i in 0..2 {
+        let lead = blocker
+            .lead_match(None, Some(&format!("race{i}@example.com")), None)
+            .await
+            .unwrap()
+            .unwrap();
+        blocker.lead_save(&lead).await.unwrap();
+    }
+    // Another worker's first step, expiring leases, meanwhile (its timeline entries would
+    // wait for the locked leads too).
+    let mut expired = 0;
+    let held = std::time::Instant::now();
+    while held.elapsed() < Duration::from_millis(2 * lease_ms as u64 + 500) {
+        let mut tx = other.store.write().await.unwrap();
+        expired += tx.touches_expire_sending(now_ms()).await.unwrap().len();
+        tx.commit().await.unwrap();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(provider.to.lock().unwrap().len(), 4, "all four were sent");
+    assert!(!slow.is_finished(), "the record waited for the leads");
+    drop(blocker);
+    let report = slow.await.unwrap();
+    assert_eq!(
+        (report.sent, report.uncertain, expired),
+        (4, 0, 0),
+        "the batch stayed with its worker while it waited to record: {report:?}"
+    );
 }
 
 /// On SQLite, while a full batch is written, the next one is read and decided on a reader.

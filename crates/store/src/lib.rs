@@ -160,6 +160,14 @@ pub trait Store: Send + Sync + 'static {
     async fn write(&self) -> Result<Box<dyn Tx>>;
     /// A read-only snapshot.
     async fn read(&self) -> Result<Box<dyn Tx>>;
+    /// Extends the lease of these touches to `lease_until`, those still `sending` under
+    /// `worker` only (one another worker declared `uncertain` stays so), committed at once.
+    /// A worker renews while its messages are out and until their outcomes are recorded: a
+    /// lease is how long a *dead* worker's touches wait before they are declared `uncertain`,
+    /// not how long a provider may take to answer. Not a [`Tx`]: on PostgreSQL it must not
+    /// wait for this process's other writes (the batch's own record among them, which may be
+    /// waiting for row locks).
+    async fn renew_lease(&self, ids: &[i64], worker: &str, lease_until: Millis) -> Result<u64>;
     /// Applies pending migrations.
     async fn migrate(&self) -> Result<()>;
     /// Writes a consistent copy of the database to `path` (SQLite online backup).
@@ -371,16 +379,6 @@ pub trait Tx: Send {
         worker: &str,
         lease_until: Millis,
     ) -> Result<()>;
-    /// Extends the lease of these touches to `lease_until`, those still `sending` under
-    /// `worker` only (one another worker declared `uncertain` stays so). A worker renews while
-    /// its messages are with a provider: a lease is how long a *dead* worker's touches wait
-    /// before they are declared `uncertain`, not how long a provider may take to answer.
-    async fn touches_renew_lease(
-        &mut self,
-        ids: &[i64],
-        worker: &str,
-        lease_until: Millis,
-    ) -> Result<u64>;
     /// Releases a claimed touch back to `scheduled` (nothing was sent).
     async fn touch_release(&mut self, id: i64) -> Result<()>;
     /// Puts a claimed touch back with a later due instant (the window closed meanwhile).

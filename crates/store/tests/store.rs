@@ -427,19 +427,23 @@ async fn claims_are_exclusive_and_leases_expire(b: Backend) {
         "leases still running"
     );
     // A worker renews its own leases only: b's two run on, a's and d's expire.
+    tx.commit().await.unwrap();
     let all: Vec<i64> = a.iter().chain(&b2).map(|t| t.id).collect();
-    assert_eq!(tx.touches_renew_lease(&all, "b", 1500).await.unwrap(), 2);
+    assert_eq!(s.renew_lease(&all, "b", 1500).await.unwrap(), 2);
+    let mut tx = s.write().await.unwrap();
     let expired = tx.touches_expire_sending(1001).await.unwrap();
     assert_eq!(expired.len(), 2);
     assert!(expired.iter().all(|t| !b2.iter().any(|u| u.id == t.id)));
     let expired = tx.touches_expire_sending(1501).await.unwrap();
     assert_eq!(expired.len(), 2);
     assert!(expired.iter().all(|t| t.status == TouchStatus::Uncertain));
+    tx.commit().await.unwrap();
     assert_eq!(
-        tx.touches_renew_lease(&all, "b", 9000).await.unwrap(),
+        s.renew_lease(&all, "b", 9000).await.unwrap(),
         0,
         "an uncertain touch stays uncertain"
     );
+    let mut tx = s.write().await.unwrap();
     // The outcome of a claimed touch: an attempt for the lead.
     let c = tx.claim_due(60, 5, "e", 2000).await.unwrap();
     assert_eq!(c.len(), 1);

@@ -190,6 +190,22 @@ impl Store for PostgresStore {
         }))
     }
 
+    async fn renew_lease(&self, ids: &[i64], worker: &str, lease_until: Millis) -> Result<u64> {
+        if ids.is_empty() {
+            return Ok(0);
+        }
+        // One statement on the pool, not through `write`: this process's writes take turns,
+        // and the batch's own record may be among them, waiting for its leads' row locks.
+        let r = sqlx::query(
+            "UPDATE touches SET lease_until = $1 WHERE id = ANY($2) AND status = 'sending' AND claimed_by = $3",
+        )
+        .bind(lease_until)
+        .bind(ids)
+        .bind(worker)
+        .execute(&self.pool)
+        .await?;
+        Ok(r.rows_affected())
+    }
     async fn read(&self) -> Result<Box<dyn Tx>> {
         let tx = self
             .pool
@@ -1149,26 +1165,6 @@ impl Tx for PgTx {
         .execute(&mut *self.tx)
         .await?;
         Ok(())
-    }
-
-    async fn touches_renew_lease(
-        &mut self,
-        ids: &[i64],
-        worker: &str,
-        lease_until: Millis,
-    ) -> Result<u64> {
-        if ids.is_empty() {
-            return Ok(0);
-        }
-        let r = sqlx::query(
-            "UPDATE touches SET lease_until = $1 WHERE id = ANY($2) AND status = 'sending' AND claimed_by = $3",
-        )
-        .bind(lease_until)
-        .bind(ids)
-        .bind(worker)
-        .execute(&mut *self.tx)
-        .await?;
-        Ok(r.rows_affected())
     }
 
     async fn touch_release(&mut self, id: i64) -> Result<()> {

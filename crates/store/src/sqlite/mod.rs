@@ -158,9 +158,9 @@ async fn checkpointer(opts: SqliteConnectOptions, wrote: Arc<Notify>) {
     }
 }
 
-#[async_trait]
-impl Store for SqliteStore {
-    async fn write(&self) -> Result<Box<dyn Tx>> {
+impl SqliteStore {
+    /// `BEGIN IMMEDIATE` on the one writer connection.
+    async fn begin_write(&self) -> Result<SqliteTx> {
         // IMMEDIATE takes the write lock up front: no deadlock from upgrading a read later.
         let mut attempt = 0;
         let tx = loop {
@@ -186,10 +186,34 @@ impl Store for SqliteStore {
                 Err(e) => return Err(e.into()),
             }
         };
-        Ok(Box::new(SqliteTx {
+        Ok(SqliteTx {
             tx,
             wrote: Some((self.wrote.clone(), self.commits.clone())),
-        }))
+        })
+    }
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn write(&self) -> Result<Box<dyn Tx>> {
+        Ok(Box::new(self.begin_write().await?))
+    }
+    async fn renew_lease(&self, ids: &[i64], worker: &str, lease_until: Millis) -> Result<u64> {
+        if ids.is_empty() {
+            return Ok(0);
+        }
+        // A write transaction like any other (one writer; counted as a commit).
+        let mut t = self.begin_write().await?;
+        let r = sqlx::query(sql!(
+            "UPDATE touches SET lease_until = ? WHERE id IN ({}) AND status = 'sending' AND claimed_by = ?",
+            ids_list(ids)
+        ))
+        .bind(lease_until)
+        .bind(worker)
+        .execute(&mut *t.tx)
+        .await?;
+        Box::new(t).commit().await?;
+        Ok(r.rows_affected())
     }
     async fn read(&self) -> Result<Box<dyn Tx>> {
         let tx = self.reader.begin().await?;
@@ -1166,26 +1190,6 @@ impl Tx for SqliteTx {
         .execute(&mut *self.tx)
         .await?;
         Ok(())
-    }
-
-    async fn touches_renew_lease(
-        &mut self,
-        ids: &[i64],
-        worker: &str,
-        lease_until: Millis,
-    ) -> Result<u64> {
-        if ids.is_empty() {
-            return Ok(0);
-        }
-        let r = sqlx::query(sql!(
-            "UPDATE touches SET lease_until = ? WHERE id IN ({}) AND status = 'sending' AND claimed_by = ?",
-            ids_list(ids)
-        ))
-        .bind(lease_until)
-        .bind(worker)
-        .execute(&mut *self.tx)
-        .await?;
-        Ok(r.rows_affected())
     }
 
     async fn touch_release(&mut self, id: i64) -> Result<()> {
