@@ -1033,6 +1033,35 @@ impl Channel for Slow {
     }
 }
 
+/// An engine on `db` sending through a provider that takes `each` to answer, and one batch
+/// ticking on it in a task of its own; returned once its first message reached the provider.
+async fn slow_batch(
+    db: &Db,
+    each: Duration,
+    one_at_a_time: bool,
+    config: Config,
+) -> (
+    Arc<Slow>,
+    Engine,
+    tokio::task::JoinHandle<relentless_engine::dispatch::BatchReport>,
+) {
+    let provider = Arc::new(Slow {
+        each,
+        to: Default::default(),
+        first: Default::default(),
+        one_at_a_time: one_at_a_time.then(|| tokio::sync::Semaphore::new(1)),
+    });
+    let e = db.engine_on(provider.clone(), config).await;
+    let batch = tokio::spawn({
+        let e = e.clone();
+        async move { Dispatcher::new(e).tick().await.unwrap() }
+    });
+    tokio::time::timeout(Duration::from_secs(10), provider.first.notified())
+        .await
+        .expect("the first message reached the provider");
+    (provider, e, batch)
+}
+
 /// A batch's messages were decided when it was claimed; one held up behind slow provider
 /// answers must not go out long after, to a lead who has answered since (SPEC §5.3). A
 /// message not started within half its lease goes back to `scheduled` and the next batch
@@ -1057,29 +1086,17 @@ async fn not_started_late(backend: Backend, channel_limits_itself: bool) {
     let (db, es) = engines(backend, 1, 60_000).await;
     let leads = 4;
     due_emails(&es[0], leads).await;
-    let provider = Arc::new(Slow {
-        each: Duration::from_millis(600),
-        to: Default::default(),
-        first: Default::default(),
-        one_at_a_time: channel_limits_itself.then(|| tokio::sync::Semaphore::new(1)),
-    });
-    let e = db
-        .engine_on(
-            provider.clone(),
-            Config {
-                lease_ms: 1_000,
-                send_concurrency: if channel_limits_itself { 16 } else { 1 },
-                ..Config::default()
-            },
-        )
-        .await;
-    let first = tokio::spawn({
-        let e = e.clone();
-        async move { Dispatcher::new(e).tick().await.unwrap() }
-    });
-    tokio::time::timeout(Duration::from_secs(10), provider.first.notified())
-        .await
-        .expect("the first message reached the provider");
+    let (provider, e, first) = slow_batch(
+        &db,
+        Duration::from_millis(600),
+        channel_limits_itself,
+        Config {
+            lease_ms: 1_000,
+            send_concurrency: if channel_limits_itself { 16 } else { 1 },
+            ..Config::default()
+        },
+    )
+    .await;
     let first_to = provider.to.lock().unwrap()[0].clone();
     let mut answered = vec![];
     for i in 0..leads {
@@ -1152,29 +1169,17 @@ async fn a_provider_slower_than_the_lease_leaves_the_batch_to_its_worker(backend
     let (db, es) = engines(backend, 1, lease_ms).await;
     let other = &es[0];
     due_emails(other, 2).await;
-    let provider = Arc::new(Slow {
-        each: Duration::from_millis(2 * lease_ms as u64),
-        to: Default::default(),
-        first: Default::default(),
-        one_at_a_time: None,
-    });
-    let e = db
-        .engine_on(
-            provider.clone(),
-            Config {
-                lease_ms,
-                send_concurrency: 1,
-                ..Config::default()
-            },
-        )
-        .await;
-    let slow = tokio::spawn({
-        let e = e.clone();
-        async move { Dispatcher::new(e).tick().await.unwrap() }
-    });
-    tokio::time::timeout(Duration::from_secs(10), provider.first.notified())
-        .await
-        .expect("the first message reached the provider");
+    let (provider, e, slow) = slow_batch(
+        &db,
+        Duration::from_millis(2 * lease_ms as u64),
+        false,
+        Config {
+            lease_ms,
+            send_concurrency: 1,
+            ..Config::default()
+        },
+    )
+    .await;
     // Another worker, expiring leases (and finding nothing of its own to claim) while the
     // provider takes two leases to answer.
     let mut d = Dispatcher::new(other.clone());
@@ -1228,31 +1233,20 @@ async fn a_record_held_up_past_the_lease_keeps_it() {
     let (db, es) = engines(Backend::Postgres, 1, lease_ms).await;
     let other = &es[0];
     due_emails(other, 2).await;
-    let provider = Arc::new(Slow {
-        each: Duration::from_millis(lease_ms as u64 / 4),
-        to: Default::default(),
-        first: Default::default(),
-        one_at_a_time: None,
-    });
-    let e = db
-        .engine_on(
-            provider.clone(),
-            Config {
-                lease_ms,
-                ..Config::default()
-            },
-        )
-        .await;
-    let slow = tokio::spawn({
-        let e = e.clone();
-        async move { Dispatcher::new(e).tick().await.unwrap() }
-    });
-    // Once the batch is claimed and out, both leads' rows are locked by a transaction left
-    // open (in a third process: one process's writes take turns): the record will wait.
+    // A third process, to hold the leads' rows (one process's writes take turns).
     let third = db.engine(lease_ms).await;
-    tokio::time::timeout(Duration::from_secs(10), provider.first.notified())
-        .await
-        .expect("the first message reached the provider");
+    let (provider, _, slow) = slow_batch(
+        &db,
+        Duration::from_millis(lease_ms as u64 / 4),
+        false,
+        Config {
+            lease_ms,
+            ..Config::default()
+        },
+    )
+    .await;
+    // Once the batch is claimed and out, both leads' rows are locked by a transaction left
+    // open: the record will wait for them.
     let mut blocker = third.store.write().await.unwrap();
     for i in 0..2 {
         let lead = blocker
