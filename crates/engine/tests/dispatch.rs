@@ -1225,28 +1225,31 @@ async fn a_provider_slower_than_the_lease_leaves_the_batch_to_its_worker(backend
 
 /// The lease is renewed until the outcomes are recorded, not only while the provider answers:
 /// on PostgreSQL the record waits for its leads' row locks (here another transaction holds
-/// them for two leases, as a long edit or a stuck statement would). Another worker expiring
-/// leases meanwhile leaves the batch alone. (On SQLite one write lock orders the record, the
-/// renewal and the other worker's expiry, so none of them gets ahead of the record.)
+/// them for two leases, as a long edit or a stuck statement would), holding the touches it
+/// released meanwhile. Another worker expiring leases meanwhile leaves the batch alone: the
+/// two messages sent are recorded `sent`, the two never started go back to `scheduled`.
+/// (On SQLite one write lock orders the record, the renewal and the other worker's expiry,
+/// so none of them gets ahead of the record.)
 async fn a_record_held_up_past_the_lease_keeps_it() {
-    let lease_ms = 2_000;
+    let lease_ms: i64 = 4_000;
     let (db, es) = engines(Backend::Postgres, 1, lease_ms).await;
-    let other = &es[0];
-    due_emails(other, 2).await;
+    let other = es[0].clone();
+    due_emails(&other, 2).await;
     // A third process, to hold the leads' rows (one process's writes take turns).
     let third = db.engine(lease_ms).await;
+    // One lead at a time, a second an answer: the first lead's two messages go out within
+    // half the lease, the second lead's are not started.
     let (provider, _, slow) = slow_batch(
         &db,
         Duration::from_millis(lease_ms as u64 / 4),
         false,
         Config {
             lease_ms,
+            send_concurrency: 1,
             ..Config::default()
         },
     )
     .await;
-    // Once the batch is claimed and out, both leads' rows are locked by a transaction left
-    // open: the record will wait for them.
     let mut blocker = third.store.write().await.unwrap();
     for i in 0..2 {
         let lead = blocker
@@ -1256,25 +1259,30 @@ async fn a_record_held_up_past_the_lease_keeps_it() {
             .unwrap();
         blocker.lead_save(&lead).await.unwrap();
     }
-    // Another worker's first step, expiring leases, meanwhile (its timeline entries would
-    // wait for the locked leads too).
-    let mut expired = 0;
-    let held = std::time::Instant::now();
-    while held.elapsed() < Duration::from_millis(2 * lease_ms as u64 + 500) {
-        let mut tx = other.store.write().await.unwrap();
-        expired += tx.touches_expire_sending(now_ms()).await.unwrap().len();
-        tx.commit().await.unwrap();
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert_eq!(provider.to.lock().unwrap().len(), 4, "all four were sent");
+    // Another worker's first step, expiring leases, for two leases (its timeline entries
+    // would wait for the locked leads; it may itself wait for rows the record holds).
+    let expiring = tokio::spawn(async move {
+        let mut expired = 0;
+        let start = std::time::Instant::now();
+        while start.elapsed() < Duration::from_millis(2 * lease_ms as u64) {
+            let mut tx = other.store.write().await.unwrap();
+            expired += tx.touches_expire_sending(now_ms()).await.unwrap().len();
+            tx.commit().await.unwrap();
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        expired
+    });
+    tokio::time::sleep(Duration::from_millis(2 * lease_ms as u64 + 500)).await;
     assert!(!slow.is_finished(), "the record waited for the leads");
     drop(blocker);
     let report = slow.await.unwrap();
+    let expired = expiring.await.unwrap();
     assert_eq!(
-        (report.sent, report.uncertain, expired),
-        (4, 0, 0),
+        (report.sent, report.released, report.uncertain, expired),
+        (2, 2, 0, 0),
         "the batch stayed with its worker while it waited to record: {report:?}"
     );
+    assert_eq!(provider.to.lock().unwrap().len(), 2);
 }
 
 /// On SQLite, while a full batch is written, the next one is read and decided on a reader.

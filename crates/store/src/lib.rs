@@ -166,7 +166,8 @@ pub trait Store: Send + Sync + 'static {
     /// lease is how long a *dead* worker's touches wait before they are declared `uncertain`,
     /// not how long a provider may take to answer. Not a [`Tx`]: on PostgreSQL it must not
     /// wait for this process's other writes (the batch's own record among them, which may be
-    /// waiting for row locks).
+    /// waiting for row locks), and it skips rows another transaction holds (the record's)
+    /// rather than wait for them.
     async fn renew_lease(&self, ids: &[i64], worker: &str, lease_until: Millis) -> Result<u64>;
     /// Applies pending migrations.
     async fn migrate(&self) -> Result<()>;

@@ -196,8 +196,14 @@ impl Store for PostgresStore {
         }
         // One statement on the pool, not through `write`: this process's writes take turns,
         // and the batch's own record may be among them, waiting for its leads' row locks.
+        // Rows the record has locked already (touches it released) are skipped, not waited
+        // for: waiting, the renewal could hold the rows it had renewed and deadlock with the
+        // record, or renew nothing until the record is done. Another worker cannot expire a
+        // row the record holds either: it waits for it and then finds it settled.
         let r = sqlx::query(
-            "UPDATE touches SET lease_until = $1 WHERE id = ANY($2) AND status = 'sending' AND claimed_by = $3",
+            "UPDATE touches SET lease_until = $1 WHERE id IN (
+               SELECT id FROM touches WHERE id = ANY($2) AND status = 'sending' AND claimed_by = $3
+               FOR UPDATE SKIP LOCKED)",
         )
         .bind(lease_until)
         .bind(ids)
