@@ -108,7 +108,7 @@ struct Db {
     )]
     data_dir: String,
     /// Seconds a claimed touch may stay `sending` before it is declared `uncertain` (a running
-    /// worker renews the lease while a provider answers; this bounds a stopped one).
+    /// worker renews the lease until the outcome is recorded; this bounds a stopped one).
     #[arg(
         long,
         global = true,

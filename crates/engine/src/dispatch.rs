@@ -468,90 +468,8 @@ impl Dispatcher {
             }
         };
         let send_and_record = async {
-            let channel = &e.channel;
-            let mut per_lead: Vec<Vec<(usize, &Message)>> = Vec::new();
-            let mut lead_slot: HashMap<i64, usize> = HashMap::new();
-            for (i, (t, _, action)) in remote.iter().enumerate() {
-                if let Action::Send { msg, .. } = action {
-                    let k = *lead_slot.entry(t.lead_id).or_insert_with(|| {
-                        per_lead.push(Vec::new());
-                        per_lead.len() - 1
-                    });
-                    per_lead[k].push((i, msg));
-                }
-            }
-            // A channel that limits its messages in flight (SMTP sessions) would queue ours inside
-            // its `send`, past the deadline check: room is waited for here, before the check.
-            let room: HashMap<Channel, tokio::sync::Semaphore> = [Channel::Text, Channel::Email]
-                .into_iter()
-                .filter_map(|k| Some((k, tokio::sync::Semaphore::new(channel.max_in_flight(k)?))))
-                .collect();
-            let room = &room;
-            let mut pending = Vec::with_capacity(per_lead.len());
-            for msgs in per_lead {
-                pending.push(async move {
-                    let mut answers = Vec::with_capacity(msgs.len());
-                    for (i, msg) in msgs {
-                        let _room = match room.get(&msg.channel) {
-                            Some(r) => r.acquire().await.ok(),
-                            None => None,
-                        };
-                        if std::time::Instant::now() >= send_by {
-                            break;
-                        }
-                        answers.push((i, channel.send(msg).await));
-                    }
-                    answers
-                });
-            }
-            // `None`: not started.
-            let mut sends: Vec<Option<std::result::Result<Sent, SendError>>> =
-                vec![None; remote.len()];
-            let mut answered =
-                futures::stream::iter(pending).buffer_unordered(e.config.send_concurrency.max(1));
-            while let Some(answers) = answered.next().await {
-                for (i, answer) in answers {
-                    sends[i] = Some(answer);
-                }
-            }
-            drop(answered);
-            let mut sent = Outcomes::default();
-            for ((t, lead, action), outcome) in remote.into_iter().zip(sends) {
-                match outcome {
-                    Some(outcome) => {
-                        self.note(t, lead, action, Some(outcome), now, &mut sent, &mut report)
-                    }
-                    None => {
-                        sent.released.push(t.id);
-                        report.released += 1;
-                    }
-                }
-            }
-            // 3. record. Retried when the database broke a deadlock (PostgreSQL, workers
-            // sharing leads): the failed attempt rolled back whole and what was sent is known,
-            // so recording it again is safe, while giving up would leave sent touches
-            // `uncertain`. Should the renewals have failed for a whole lease (the database
-            // out of reach), another worker may have declared these touches `uncertain`
-            // meanwhile; an answer is recorded over that: the outcome is known now, and
-            // `uncertain` touches are never claimed again.
-            let mut tries = 0;
-            let fx = loop {
-                let recorded: Result<Effects> = async {
-                    let mut tx = e.store.write().await?;
-                    let fx = record(tx.as_mut(), &sent, &team, &leads, now).await?;
-                    tx.commit().await?;
-                    Ok(fx)
-                }
-                .await;
-                match recorded {
-                    Err(crate::Error::Store(StoreError::Busy)) if tries < 3 => {
-                        tries += 1;
-                        tracing::warn!(tries, "recording a batch hit a busy database; retrying");
-                        tokio::time::sleep(Duration::from_millis(20 * tries)).await;
-                    }
-                    r => break r?,
-                }
-            };
+            let sent = self.send_remote(remote, send_by, now, &mut report).await;
+            let fx = self.record_sent(&sent, &team, &leads, now).await?;
             Ok::<_, crate::Error>((sent, fx))
         };
         // `renew` never ends: this waits for the sends and their record.
@@ -563,6 +481,113 @@ impl Dispatcher {
         e.apply_effects(fx);
         self.ahead = ahead;
         Ok(report)
+    }
+
+    /// Hands the batch's messages for outside providers to their channel (leads side by side,
+    /// one lead's messages in order, none started after `send_by`) and notes the outcomes;
+    /// those not started are noted as released.
+    async fn send_remote(
+        &self,
+        remote: Vec<(&Touch, &Lead, Action)>,
+        send_by: std::time::Instant,
+        now: Millis,
+        report: &mut BatchReport,
+    ) -> Outcomes {
+        let e = &self.engine;
+        let channel = &e.channel;
+        let mut per_lead: Vec<Vec<(usize, &Message)>> = Vec::new();
+        let mut lead_slot: HashMap<i64, usize> = HashMap::new();
+        for (i, (t, _, action)) in remote.iter().enumerate() {
+            if let Action::Send { msg, .. } = action {
+                let k = *lead_slot.entry(t.lead_id).or_insert_with(|| {
+                    per_lead.push(Vec::new());
+                    per_lead.len() - 1
+                });
+                per_lead[k].push((i, msg));
+            }
+        }
+        // A channel that limits its messages in flight (SMTP sessions) would queue ours inside
+        // its `send`, past the deadline check: room is waited for here, before the check.
+        let room: HashMap<Channel, tokio::sync::Semaphore> = [Channel::Text, Channel::Email]
+            .into_iter()
+            .filter_map(|k| Some((k, tokio::sync::Semaphore::new(channel.max_in_flight(k)?))))
+            .collect();
+        let room = &room;
+        let mut pending = Vec::with_capacity(per_lead.len());
+        for msgs in per_lead {
+            pending.push(async move {
+                let mut answers = Vec::with_capacity(msgs.len());
+                for (i, msg) in msgs {
+                    let _room = match room.get(&msg.channel) {
+                        Some(r) => r.acquire().await.ok(),
+                        None => None,
+                    };
+                    if std::time::Instant::now() >= send_by {
+                        break;
+                    }
+                    answers.push((i, channel.send(msg).await));
+                }
+                answers
+            });
+        }
+        // `None`: not started.
+        let mut sends: Vec<Option<std::result::Result<Sent, SendError>>> = vec![None; remote.len()];
+        let mut answered =
+            futures::stream::iter(pending).buffer_unordered(e.config.send_concurrency.max(1));
+        while let Some(answers) = answered.next().await {
+            for (i, answer) in answers {
+                sends[i] = Some(answer);
+            }
+        }
+        drop(answered);
+        let mut sent = Outcomes::default();
+        for ((t, lead, action), outcome) in remote.into_iter().zip(sends) {
+            match outcome {
+                Some(outcome) => self.note(t, lead, action, Some(outcome), now, &mut sent, report),
+                None => {
+                    sent.released.push(t.id);
+                    report.released += 1;
+                }
+            }
+        }
+        sent
+    }
+
+    /// Records what became of the messages sent (step 3), in one transaction.
+    async fn record_sent(
+        &self,
+        sent: &Outcomes,
+        team: &TeamCtx,
+        leads: &HashMap<i64, Lead>,
+        now: Millis,
+    ) -> Result<Effects> {
+        let e = &self.engine;
+        // 3. record. Retried when the database broke a deadlock (PostgreSQL, workers
+        // sharing leads): the failed attempt rolled back whole and what was sent is known,
+        // so recording it again is safe, while giving up would leave sent touches
+        // `uncertain`. Should the renewals have failed for a whole lease (the database
+        // out of reach), another worker may have declared these touches `uncertain`
+        // meanwhile; an answer is recorded over that: the outcome is known now, and
+        // `uncertain` touches are never claimed again.
+        let mut tries = 0;
+        let fx = loop {
+            let recorded: Result<Effects> = async {
+                let mut tx = e.store.write().await?;
+                let fx = record(tx.as_mut(), sent, team, leads, now).await?;
+                tx.commit().await?;
+                Ok(fx)
+            }
+            .await;
+            match recorded {
+                Err(crate::Error::Store(StoreError::Busy)) if tries < 3 => {
+                    tries += 1;
+                    tracing::warn!(tries, "recording a batch hit a busy database; retrying");
+                    tokio::time::sleep(Duration::from_millis(20 * tries)).await;
+                }
+                r => break r?,
+            }
+        };
+        Ok(fx)
     }
 
     /// The claiming transaction's writes: tracking tokens, `sending` marks, and everything
