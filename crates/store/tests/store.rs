@@ -109,6 +109,7 @@ both!(
     a_match_prefers_the_external_id_then_the_email_then_the_phone_then_the_oldest,
     making_leads_hot_changes_only_their_level,
     due_touches_are_read_once_speed_to_lead_first_and_only_marked_ones_are_sending,
+    recorded_messages_read_back_and_a_first_attempt_moves_only_new_leads,
 );
 
 fn lead(first: &str, last: &str, email: &str, phone: &str) -> Lead {
@@ -1286,6 +1287,170 @@ fn sent(touch: &Touch, status: TouchStatus, channel: Channel) -> TouchResult {
         provider_id: None,
         attempt: status == TouchStatus::Sent,
     }
+}
+
+/// What the dispatcher records is what a user then reads: a touch's message (kept in
+/// `touch_bodies` on SQLite, migration 0013), its replacement when a touch is recorded again,
+/// and the stage a first attempt moves a `new` lead to (a lead past `new` keeps its stage).
+/// On SQLite, a touch's message goes with the touch: erasure leaves no body behind.
+async fn recorded_messages_read_back_and_a_first_attempt_moves_only_new_leads(b: Backend) {
+    let s = TestStore::new(b).await;
+    let a = lead_with_due_touches(&*s, "a@example.com", 2).await;
+    let c = lead_with_due_touches(&*s, "c@example.com", 1).await;
+    let mut tx = s.write().await.unwrap();
+    let mut lc = tx.lead(c).await.unwrap().unwrap();
+    lc.stage = Stage::Contacted;
+    tx.lead_save(&lc).await.unwrap();
+    let claimed = tx.claim_due(10, 10, "w", 60_000).await.unwrap();
+    assert_eq!(claimed.len(), 3);
+    let of = |lead: i64, step: i64| {
+        claimed
+            .iter()
+            .find(|t| t.lead_id == lead && t.step == step)
+            .unwrap()
+            .clone()
+    };
+    let (a0, a1, c0) = (of(a, 0), of(a, 1), of(c, 0));
+    let mut first = sent(&a0, TouchStatus::Sent, Channel::Email);
+    first.subject = Some("Your tour on Saturday".into());
+    first.content = Some("Hi Ana, it was great to meet you.".into());
+    let mut skipped = sent(&a1, TouchStatus::Skipped, Channel::Email);
+    skipped.content = None;
+    skipped.reason = Some("opted out".into());
+    let mut other = sent(&c0, TouchStatus::Sent, Channel::Email);
+    other.content = Some("Hi Cal".into());
+    tx.touches_record(&[first.clone(), skipped, other], 20)
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+
+    let mut r = s.read().await.unwrap();
+    let t = r.touch(a0.id).await.unwrap().unwrap();
+    assert_eq!(t.subject.as_deref(), Some("Your tour on Saturday"));
+    assert_eq!(
+        t.content.as_deref(),
+        Some("Hi Ana, it was great to meet you.")
+    );
+    let listed = r.touches_for_lead(a).await.unwrap();
+    assert_eq!(
+        listed.iter().map(|t| t.content.clone()).collect::<Vec<_>>(),
+        vec![Some("Hi Ana, it was great to meet you.".to_string()), None],
+        "the lead's touches carry their messages; a skipped one has none"
+    );
+    assert_eq!(
+        r.touch(c0.id).await.unwrap().unwrap().content.as_deref(),
+        Some("Hi Cal")
+    );
+    let (la, lc) = (
+        r.lead(a).await.unwrap().unwrap(),
+        r.lead(c).await.unwrap().unwrap(),
+    );
+    assert_eq!(
+        (la.stage, la.attempts),
+        (Stage::Attempting, 1),
+        "a new lead's first attempt"
+    );
+    assert_eq!(
+        (lc.stage, lc.attempts),
+        (Stage::Contacted, 1),
+        "a lead past `new` keeps its stage"
+    );
+    drop(r);
+
+    // Recorded again (a late outcome), the touch shows its new message only.
+    let mut tx = s.write().await.unwrap();
+    first.status = TouchStatus::Failed;
+    first.attempt = false;
+    first.content = Some("Second version".into());
+    tx.touches_record(&[first], 30).await.unwrap();
+    tx.commit().await.unwrap();
+    let t = s.read().await.unwrap().touch(a0.id).await.unwrap().unwrap();
+    assert_eq!(
+        (t.status, t.content.as_deref()),
+        (TouchStatus::Failed, Some("Second version"))
+    );
+
+    if let Some(sq) = &s.sqlite {
+        let pool = sqlx::SqlitePool::connect(&sq.url()).await.unwrap();
+        let bodies = || async {
+            sqlx::query_scalar::<_, String>("SELECT content FROM touch_bodies ORDER BY id")
+                .fetch_all(&pool)
+                .await
+                .unwrap()
+        };
+        assert_eq!(
+            bodies().await,
+            ["Hi Cal", "Second version"],
+            "the replaced body is gone"
+        );
+        let mut tx = s.write().await.unwrap();
+        tx.lead_delete(a).await.unwrap();
+        tx.commit().await.unwrap();
+        assert_eq!(
+            bodies().await,
+            ["Hi Cal"],
+            "erasing a lead erases its messages"
+        );
+    }
+}
+
+/// A file written before migration 0013 (messages inside the touch rows) keeps every message
+/// when it is opened by this version: they move to `touch_bodies` and read back the same.
+#[tokio::test]
+async fn sqlite_messages_written_before_touch_bodies_survive_the_migration() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}/old.db?mode=rwc", dir.path().display());
+    let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
+    let mut old = sqlx::migrate::Migrator::new(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations/sqlite"),
+    )
+    .await
+    .unwrap();
+    old.migrations = old
+        .migrations
+        .iter()
+        .filter(|m| m.version < 13)
+        .cloned()
+        .collect::<Vec<_>>()
+        .into();
+    old.run(&pool).await.unwrap();
+    for sql in [
+        "INSERT INTO leads (id, first_name, last_name, timezone, created_at, updated_at) VALUES (1, 'Ana', 'Ruiz', 'America/Chicago', 0, 0)",
+        "INSERT INTO enrollments (id, lead_id, plan, plan_version, state, started_at) VALUES (1, 1, 'p', 1, 'active', 0)",
+        "INSERT INTO touches (id, enrollment_id, lead_id, plan, step, channel, template, planned_at, due_at, status, subject, content, created_at)
+         VALUES (7, 1, 1, 'p', 0, 'email', 't', 0, 0, 'sent', 'Welcome', 'Hi Ana', 0),
+                (8, 1, 1, 'p', 1, 'text', 't', 0, 0, 'scheduled', NULL, NULL, 0)",
+    ] {
+        sqlx::query(sql).execute(&pool).await.unwrap();
+    }
+    pool.close().await;
+
+    let s = SqliteStore::open(&url).await.unwrap();
+    s.migrate().await.unwrap();
+    let mut r = s.read().await.unwrap();
+    let t = r.touch(7).await.unwrap().unwrap();
+    assert_eq!(
+        (t.subject.as_deref(), t.content.as_deref()),
+        (Some("Welcome"), Some("Hi Ana"))
+    );
+    let t = r.touch(8).await.unwrap().unwrap();
+    assert_eq!((t.subject.as_deref(), t.content.as_deref()), (None, None));
+    drop(r);
+    // The next body takes the next id: recording another touch does not overwrite the old one.
+    let mut tx = s.write().await.unwrap();
+    let mut next = sent(&t, TouchStatus::Sent, Channel::Text);
+    next.content = Some("See you at 10".into());
+    tx.touches_record(&[next], 5).await.unwrap();
+    tx.commit().await.unwrap();
+    let mut r = s.read().await.unwrap();
+    assert_eq!(
+        r.touch(7).await.unwrap().unwrap().content.as_deref(),
+        Some("Hi Ana")
+    );
+    assert_eq!(
+        r.touch(8).await.unwrap().unwrap().content.as_deref(),
+        Some("See you at 10")
+    );
 }
 
 /// The summary's figures come from tables that triggers keep (migration 0008), not from
