@@ -14,6 +14,7 @@ use relentless_store::sqlite::SqliteStore;
 use serde_json::{Value, json};
 use sqlx::sqlite::SqliteConnectOptions;
 use sqlx::{ConnectOptions, Row, SqliteConnection};
+use std::collections::HashMap;
 use std::path::Path;
 use std::str::FromStr;
 use std::sync::Arc;
@@ -56,6 +57,20 @@ pub fn cpu_secs() -> f64 {
     (ticks(11) + ticks(12)) / 100.0
 }
 
+/// This process's I/O so far (`/proc/self/io`, all threads): bytes and calls of `read`/`pread`
+/// and `write`/`pwrite`, page-cache hits included. Unlike a rate, these do not move with the
+/// host's load: the dispatcher's page reads and WAL frames, and its checkpoints.
+fn io_counters() -> HashMap<String, f64> {
+    std::fs::read_to_string("/proc/self/io")
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            Some((k.to_string(), v.trim().parse().ok()?))
+        })
+        .collect()
+}
+
 pub async fn run(db: &Path, a: &DispatchArgs) -> Result<Value, BoxErr> {
     let due_before = due_now(db).await?;
     let prof = a.profile.then(SqlProfile::install);
@@ -72,6 +87,7 @@ pub async fn run(db: &Path, a: &DispatchArgs) -> Result<Value, BoxErr> {
     }
     let start_ms = now_ms();
     let cpu0 = cpu_secs();
+    let io0 = io_counters();
     let t0 = Instant::now();
     let mut busy = Duration::ZERO;
     let mut ticks: Vec<f64> = Vec::new();
@@ -104,6 +120,9 @@ pub async fn run(db: &Path, a: &DispatchArgs) -> Result<Value, BoxErr> {
         }
     }
     let cpu = cpu_secs() - cpu0;
+    let io1 = io_counters();
+    let io_per_fired =
+        |k: &str| (io1.get(k).unwrap_or(&0.0) - io0.get(k).unwrap_or(&0.0)) / claimed.max(1) as f64;
     let secs = busy.as_secs_f64();
     let profile = prof.map(|p| p.snapshot()).unwrap_or_default();
     let decided_ahead = d.batches_decided_ahead();
@@ -164,6 +183,10 @@ pub async fn run(db: &Path, a: &DispatchArgs) -> Result<Value, BoxErr> {
         "due_after": due_after,
         "secs": secs,
         "cpu_secs": cpu,
+        "kib_written_per_fired": io_per_fired("wchar") / 1024.0,
+        "kib_read_per_fired": io_per_fired("rchar") / 1024.0,
+        "write_calls_per_fired": io_per_fired("syscw"),
+        "read_calls_per_fired": io_per_fired("syscr"),
         "batches": ticks.len(),
         "batches_decided_ahead": decided_ahead,
         "batch_size": a.batch,

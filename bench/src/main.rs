@@ -688,7 +688,7 @@ fn render(a: &Args, machine: &Value, runs: &[Value]) -> String {
         let _ = writeln!(s, "## Dispatch detail (run {})\n", last["run"]);
         let _ = writeln!(
             s,
-            "{} touches claimed in {} batches in {:.1} s wall ({:.1} CPU-s across all threads): {} sent, {} became tasks, {} skipped, {} held for the window, {} uncertain. Settled by status: {}. Rows written: {} outbox, {} activities. Batch time p50 {} / p99 {} / max {}. Still due afterwards: {}.\n",
+            "{} touches claimed in {} batches in {:.1} s wall ({:.1} CPU-s across all threads): {} sent, {} became tasks, {} skipped, {} held for the window, {} uncertain. Settled by status: {}. Rows written: {} outbox, {} activities. Batch time p50 {} / p99 {} / max {}. Still due afterwards: {}. I/O per fired touch (`/proc/self/io`): {:.1} KiB written in {:.1} calls, {:.1} KiB read in {:.1} calls.\n",
             fmt_n(f(d, "claimed")),
             d["batches"],
             f(d, "secs"),
@@ -716,6 +716,10 @@ fn render(a: &Args, machine: &Value, runs: &[Value]) -> String {
             ms(f(d, "tick_ms_p99")),
             ms(f(d, "tick_ms_max")),
             fmt_n(f(d, "due_after")),
+            f(d, "kib_written_per_fired"),
+            f(d, "write_calls_per_fired"),
+            f(d, "kib_read_per_fired"),
+            f(d, "read_calls_per_fired"),
         );
         if d["profiled"].as_bool() == Some(true) {
             let _ = writeln!(

@@ -1418,8 +1418,8 @@ async fn sqlite_messages_written_before_touch_bodies_survive_the_migration() {
         "INSERT INTO leads (id, first_name, last_name, timezone, created_at, updated_at) VALUES (1, 'Ana', 'Ruiz', 'America/Chicago', 0, 0)",
         "INSERT INTO enrollments (id, lead_id, plan, plan_version, state, started_at) VALUES (1, 1, 'p', 1, 'active', 0)",
         "INSERT INTO touches (id, enrollment_id, lead_id, plan, step, channel, template, planned_at, due_at, status, subject, content, created_at)
-         VALUES (7, 1, 1, 'p', 0, 'email', 't', 0, 0, 'sent', 'Welcome', 'Hi Ana', 0),
-                (8, 1, 1, 'p', 1, 'text', 't', 0, 0, 'scheduled', NULL, NULL, 0)",
+         VALUES (1, 1, 1, 'p', 0, 'email', 't', 0, 0, 'sent', 'Welcome', 'Hi Ana', 0),
+                (2, 1, 1, 'p', 1, 'text', 't', 0, 0, 'scheduled', NULL, NULL, 0)",
     ] {
         sqlx::query(sql).execute(&pool).await.unwrap();
     }
@@ -1428,15 +1428,16 @@ async fn sqlite_messages_written_before_touch_bodies_survive_the_migration() {
     let s = SqliteStore::open(&url).await.unwrap();
     s.migrate().await.unwrap();
     let mut r = s.read().await.unwrap();
-    let t = r.touch(7).await.unwrap().unwrap();
+    let t = r.touch(1).await.unwrap().unwrap();
     assert_eq!(
         (t.subject.as_deref(), t.content.as_deref()),
         (Some("Welcome"), Some("Hi Ana"))
     );
-    let t = r.touch(8).await.unwrap().unwrap();
+    let t = r.touch(2).await.unwrap().unwrap();
     assert_eq!((t.subject.as_deref(), t.content.as_deref()), (None, None));
     drop(r);
-    // The next body takes the next id: recording another touch does not overwrite the old one.
+    // The next body takes an id after the moved ones (body 1 is touch 1's): recording another
+    // touch keeps the old message and adds its own.
     let mut tx = s.write().await.unwrap();
     let mut next = sent(&t, TouchStatus::Sent, Channel::Text);
     next.content = Some("See you at 10".into());
@@ -1444,11 +1445,11 @@ async fn sqlite_messages_written_before_touch_bodies_survive_the_migration() {
     tx.commit().await.unwrap();
     let mut r = s.read().await.unwrap();
     assert_eq!(
-        r.touch(7).await.unwrap().unwrap().content.as_deref(),
+        r.touch(1).await.unwrap().unwrap().content.as_deref(),
         Some("Hi Ana")
     );
     assert_eq!(
-        r.touch(8).await.unwrap().unwrap().content.as_deref(),
+        r.touch(2).await.unwrap().unwrap().content.as_deref(),
         Some("See you at 10")
     );
 }
