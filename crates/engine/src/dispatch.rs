@@ -320,7 +320,7 @@ impl Dispatcher {
             }
             None => {
                 let claimed = if single_writer {
-                    tx.touches_due(now, e.config.batch).await?
+                    tx.touches_due(now, e.config.batch, &[]).await?
                 } else {
                     tx.claim_due(now, e.config.batch, &self.worker, lease_until)
                         .await?
@@ -339,10 +339,11 @@ impl Dispatcher {
         // transaction's write lock, so it holds everything committed before; it leaves out
         // this batch's leads (their rows change here). `valid_at` is the mark once this
         // batch's own commits are in: anything else committed meanwhile and it is dropped.
-        let next = match mark {
+        let mut next = match mark {
             Some(m) if single_writer && report.claimed as i64 >= e.config.batch => {
                 let skip: HashSet<i64> = decided.leads.keys().copied().collect();
-                Some((m, skip))
+                let writing: Vec<i64> = decided.claimed.iter().map(|t| t.id).collect();
+                Some((m, skip, writing))
             }
             _ => None,
         };
@@ -350,22 +351,33 @@ impl Dispatcher {
         // another thread than the one issuing this batch's writes: awaited side by side on
         // one thread they took turns, and gained nothing (BENCHMARKS.md). None at all when
         // there is no next batch to decide (PostgreSQL, a batch that was not full).
-        let decide_next = next.as_ref().map(|(_, skip)| {
+        let decide_next = next.as_mut().map(|(_, skip, writing)| {
             let skip = skip.clone();
+            let mut passed = std::mem::take(writing);
             let engine = e.clone();
             e.spawn_beside_writer(async move {
                 let e = engine;
                 let ahead: Result<Option<Decided>> = async {
                     let mut rtx = e.store.read().await?;
                     let now = now_ms();
-                    let due = rtx
-                        .touches_due(now, e.config.batch + skip.len() as i64)
-                        .await?;
-                    let claimed: Vec<Touch> = due
-                        .into_iter()
-                        .filter(|t| !skip.contains(&t.lead_id))
-                        .take(e.config.batch as usize)
-                        .collect();
+                    // The touches due next, passing over (unread) those being written and
+                    // leaving out this batch's leads, until a full batch or none left.
+                    let batch = e.config.batch as usize;
+                    let mut claimed: Vec<Touch> = Vec::with_capacity(batch);
+                    loop {
+                        let want = batch - claimed.len();
+                        let due = rtx.touches_due(now, want as i64, &passed).await?;
+                        let more = due.len() == want;
+                        for t in due {
+                            passed.push(t.id);
+                            if !skip.contains(&t.lead_id) {
+                                claimed.push(t);
+                            }
+                        }
+                        if claimed.len() >= batch || !more {
+                            break;
+                        }
+                    }
                     if claimed.is_empty() {
                         return Ok(None);
                     }
@@ -405,7 +417,7 @@ impl Dispatcher {
         let ahead = match (next, ahead) {
             // (A batch with messages out long enough for a lease renewal commits more than
             // twice: then the batch decided ahead does not match and is read again.)
-            (Some((m, _)), Some(ahead)) => {
+            (Some((m, _, _)), Some(ahead)) => {
                 let own = if remote.is_empty() { 1 } else { 2 };
                 Some(Ahead {
                     decided: ahead,
@@ -690,7 +702,7 @@ impl Dispatcher {
         out: &mut Outcomes,
         report: &mut BatchReport,
     ) {
-        out.enrollment_ids.insert(t.enrollment_id);
+        out.enrollments.insert((t.enrollment_id, t.lead_id));
         out.lead_ids.insert(t.lead_id);
         let mut result = TouchResult {
             touch_id: t.id,
@@ -822,7 +834,8 @@ struct Outcomes {
     holds: Vec<(i64, Millis, String)>,
     blocked_leads: std::collections::BTreeSet<i64>,
     bad_addresses: Vec<(i64, Channel)>,
-    enrollment_ids: HashSet<i64>,
+    /// `(enrollment, lead)` of every touch noted.
+    enrollments: HashSet<(i64, i64)>,
     lead_ids: HashSet<i64>,
     /// The channel of each message sent, counted once the outcomes are committed (a claim
     /// that rolls back after an outbox "send" sent nothing).
@@ -854,7 +867,7 @@ async fn record(
     for id in &out.released {
         tx.touch_release(*id).await?;
     }
-    if out.enrollment_ids.is_empty() {
+    if out.enrollments.is_empty() {
         return Ok(fx);
     }
     tx.touches_record(&out.results, now).await?;
@@ -938,8 +951,8 @@ async fn record(
             .await?;
         }
     }
-    let enrollment_ids: Vec<i64> = out.enrollment_ids.iter().copied().collect();
-    settle_enrollments(tx, team, &enrollment_ids, now).await?;
+    let enrollments: Vec<(i64, i64)> = out.enrollments.iter().copied().collect();
+    settle_enrollments(tx, team, &enrollments, now).await?;
     let lead_ids: Vec<i64> = out.lead_ids.iter().copied().collect();
     tx.leads_refresh_next(&lead_ids).await?;
     Ok(fx)

@@ -1675,13 +1675,11 @@ pub(crate) async fn leads_map(tx: &mut dyn Tx, ids: &[i64]) -> Result<HashMap<i6
 pub(crate) async fn settle_enrollments(
     tx: &mut dyn Tx,
     team: &TeamCtx,
-    enrollment_ids: &[i64],
+    enrollments: &[(i64, i64)],
     now: Millis,
 ) -> Result<()> {
     // A few statements for a whole dispatch batch (each of its touches may finish a plan).
-    let finished = tx
-        .enrollments_complete_finished(enrollment_ids, now)
-        .await?;
+    let finished = tx.enrollments_complete_finished(enrollments, now).await?;
     let moving: Vec<&Enrollment> = finished.iter().filter(|e| e.plan != "nurture").collect();
     if moving.is_empty() {
         return Ok(());

@@ -105,7 +105,7 @@ impl Engine {
                 now,
             )
             .await?;
-            settle_enrollments(tx.as_mut(), &team, &[t.enrollment_id], now).await?;
+            settle_enrollments(tx.as_mut(), &team, &[(t.enrollment_id, t.lead_id)], now).await?;
         }
         if outcome == Outcome::Connected && task.kind != TaskKind::Reply {
             answer(

@@ -142,6 +142,10 @@ mod decided_ahead {
         super::ahead_is_taken_when_nothing_else_was_written().await
     }
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn is_full_when_leads_have_several_touches_due() {
+        super::ahead_is_full_when_leads_have_several_touches_due().await
+    }
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn is_dropped_when_older_than_a_second() {
         super::ahead_is_dropped_when_old().await
     }
@@ -1324,6 +1328,36 @@ async fn ahead_is_taken_when_nothing_else_was_written() {
         let ens = tx.enrollments(id).await.unwrap();
         assert!(ens.iter().any(|en| en.plan == "nurture"), "{ens:?}");
     }
+}
+
+/// A batch decided ahead leaves out the leads being written, and still fills up: the touches
+/// due after the batch being written are read until there are enough of other leads. Here
+/// each lead has two emails due at once, so a batch of 4 holds 2 leads; had the batch ahead
+/// stopped at the first 4 + 2 due touches, it would have held 2 touches, been taken as not
+/// full, and the batch after it decided by the writer again.
+async fn ahead_is_full_when_leads_have_several_touches_due() {
+    let (_db, e) = sqlite_batches_of_4().await;
+    save_plan(&e, "two", "slug='two'\nname='Two'\n[[steps]]\nafter='+0m'\nchannel='email'\ntemplate='r21-d0-email'\n[[steps]]\nafter='+0m'\nchannel='email'\ntemplate='r21-d0-email'\n").await;
+    for i in 0..10 {
+        email_lead(&e, &format!("two{i}@example.com"), "two").await;
+    }
+    let mut d = Dispatcher::new(e.clone());
+    let mut claimed = vec![];
+    loop {
+        let r = d.tick().await.unwrap();
+        if r.claimed == 0 {
+            break;
+        }
+        claimed.push(r.claimed);
+    }
+    assert_eq!(claimed, [4, 4, 4, 4, 4], "full batches");
+    assert_eq!(d.batches_decided_ahead(), 4);
+    let ids = outbox_touch_ids(&e).await;
+    assert_eq!(
+        ids.iter().collect::<HashSet<_>>().len(),
+        20,
+        "each touch once"
+    );
 }
 
 /// A batch decided ahead was decided as of its time (the sending window above all): one

@@ -348,10 +348,13 @@ pub trait Tx: Send {
     async fn enrollment_cancel_touches(&mut self, id: i64, reason: &str, at: Millis)
     -> Result<u64>;
     /// Completes the active enrollments among these whose touches are all settled (ended at
-    /// `at`) and returns them, in id order: one statement for a whole batch.
+    /// `at`) and returns them, in id order: one statement for a whole batch. Each comes with
+    /// its lead's id, `(enrollment, lead)`: SQLite looks for a touch still to go through the
+    /// lead's touches (an index page the batch's refresh of next touches reads anyway) and
+    /// reads only the enrollments that finish.
     async fn enrollments_complete_finished(
         &mut self,
-        ids: &[i64],
+        ids: &[(i64, i64)],
         at: Millis,
     ) -> Result<Vec<Enrollment>>;
     async fn touches_for_lead(&mut self, lead_id: i64) -> Result<Vec<Touch>>;
@@ -371,7 +374,11 @@ pub trait Tx: Send {
     /// with [`Tx::touches_mark_sending`] before the commit; the rest is settled in the same
     /// transaction, so a touch never passes through `sending` for nothing. (Where several
     /// writers claim at once, the rows are locked, `FOR UPDATE SKIP LOCKED`.)
-    async fn touches_due(&mut self, now: Millis, limit: i64) -> Result<Vec<Touch>>;
+    ///
+    /// Touches in `except` are passed over without being read (SQLite: their ids are checked
+    /// in the due index, before the row is looked up): the dispatcher deciding its next batch
+    /// ahead leaves out the one being written.
+    async fn touches_due(&mut self, now: Millis, limit: i64, except: &[i64]) -> Result<Vec<Touch>>;
     /// Marks these touches `sending` under `worker` until `lease_until` (see
     /// [`Tx::touches_due`]).
     async fn touches_mark_sending(

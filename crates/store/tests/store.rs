@@ -110,6 +110,8 @@ both!(
     making_leads_hot_changes_only_their_level,
     due_touches_are_read_once_speed_to_lead_first_and_only_marked_ones_are_sending,
     recorded_messages_read_back_and_a_first_attempt_moves_only_new_leads,
+    touches_passed_over_are_not_read_and_do_not_count_against_the_limit,
+    a_plan_completes_only_when_none_of_its_own_touches_is_left,
 );
 
 fn lead(first: &str, last: &str, email: &str, phone: &str) -> Lead {
@@ -659,7 +661,7 @@ async fn due_touches_are_read_once_speed_to_lead_first_and_only_marked_ones_are_
     let s = TestStore::new(b).await;
     let (backlog, new) = backlog_and_new_lead(&*s, 4).await;
     let mut tx = s.write().await.unwrap();
-    let due = tx.touches_due(200, 3).await.unwrap();
+    let due = tx.touches_due(200, 3, &[]).await.unwrap();
     assert_eq!(
         due.iter()
             .map(|t| (t.lead_id, t.due_at))
@@ -669,12 +671,12 @@ async fn due_touches_are_read_once_speed_to_lead_first_and_only_marked_ones_are_
     );
     assert!(due.iter().all(|t| t.status == TouchStatus::Scheduled));
     assert_eq!(
-        tx.touches_due(200, 10).await.unwrap().len(),
+        tx.touches_due(200, 10, &[]).await.unwrap().len(),
         5,
         "every due touch, none twice"
     );
     assert!(
-        tx.touches_due(0, 10)
+        tx.touches_due(0, 10, &[])
             .await
             .unwrap()
             .iter()
@@ -696,7 +698,7 @@ async fn due_touches_are_read_once_speed_to_lead_first_and_only_marked_ones_are_
         "read, not marked"
     );
     assert!(
-        !tx.touches_due(200, 10)
+        !tx.touches_due(200, 10, &[])
             .await
             .unwrap()
             .iter()
@@ -708,6 +710,100 @@ async fn due_touches_are_read_once_speed_to_lead_first_and_only_marked_ones_are_
         "its lease runs until 5,000"
     );
     assert_eq!(tx.touches_expire_sending(5_001).await.unwrap().len(), 1);
+}
+
+/// The dispatcher deciding its next batch ahead passes over the batch being written: those
+/// touches are left out and the limit counts only what is returned, urgent ones first still.
+async fn touches_passed_over_are_not_read_and_do_not_count_against_the_limit(b: Backend) {
+    let s = TestStore::new(b).await;
+    let (backlog, new) = backlog_and_new_lead(&*s, 5).await;
+    let mut tx = s.write().await.unwrap();
+    let all = tx.touches_due(200, 10, &[]).await.unwrap();
+    let at = |lead: i64, due: i64| {
+        all.iter()
+            .find(|t| (t.lead_id, t.due_at) == (lead, due))
+            .unwrap()
+            .id
+    };
+    let next = tx
+        .touches_due(200, 2, &[at(backlog, 0), at(backlog, 2)])
+        .await
+        .unwrap();
+    assert_eq!(
+        next.iter()
+            .map(|t| (t.lead_id, t.due_at))
+            .collect::<Vec<_>>(),
+        [(new, 100), (backlog, 1)],
+        "speed-to-lead first, then the oldest not passed over"
+    );
+    let rest = tx
+        .touches_due(200, 10, &[at(new, 100), at(backlog, 1), at(backlog, 3)])
+        .await
+        .unwrap();
+    assert_eq!(rest.iter().map(|t| t.due_at).collect::<Vec<_>>(), [0, 2, 4]);
+}
+
+/// Completing finished plans looks for touches still to go among the lead's touches: an
+/// enrollment with a touch `scheduled` or `sending` goes on, another plan of the same lead that
+/// has nothing left completes, and only those completed are returned.
+async fn a_plan_completes_only_when_none_of_its_own_touches_is_left(b: Backend) {
+    let s = TestStore::new(b).await;
+    let lead_id = lead_with_due_touches(&*s, "a@example.com", 2).await;
+    let mut tx = s.write().await.unwrap();
+    let first = tx.enrollments(lead_id).await.unwrap()[0].id;
+    let one = |due| NewTouch {
+        step: 0,
+        channel: Channel::Email,
+        template: "t".into(),
+        planned_at: due,
+        due_at: due,
+        reason: None,
+    };
+    let second = tx
+        .enrollment_insert(lead_id, "q", 1, 0, &[one(50)])
+        .await
+        .unwrap();
+    let touches = tx.touches_for_lead(lead_id).await.unwrap();
+    let of = |en: i64| -> Vec<i64> {
+        touches
+            .iter()
+            .filter(|t| t.enrollment_id == en)
+            .map(|t| t.id)
+            .collect()
+    };
+    let pairs = [(first, lead_id), (second, lead_id)];
+    tx.touch_settle(of(first)[0], TouchStatus::Sent, None, Some(1), 10)
+        .await
+        .unwrap();
+    assert!(
+        tx.enrollments_complete_finished(&pairs, 10)
+            .await
+            .unwrap()
+            .is_empty(),
+        "each plan has a touch scheduled"
+    );
+    tx.touch_settle(of(first)[1], TouchStatus::Skipped, None, None, 20)
+        .await
+        .unwrap();
+    tx.touches_mark_sending(&of(second), "w", 1_000)
+        .await
+        .unwrap();
+    let done = tx.enrollments_complete_finished(&pairs, 20).await.unwrap();
+    assert_eq!(
+        done.iter().map(|e| (e.id, e.state)).collect::<Vec<_>>(),
+        [(first, EnrollmentState::Completed)],
+        "the plan whose touch is out for sending goes on"
+    );
+    tx.touch_settle(of(second)[0], TouchStatus::Sent, None, Some(2), 30)
+        .await
+        .unwrap();
+    let done = tx.enrollments_complete_finished(&pairs, 30).await.unwrap();
+    assert_eq!(
+        done.iter().map(|e| e.id).collect::<Vec<_>>(),
+        [second],
+        "a completed plan is not completed again"
+    );
+    assert_eq!(done[0].ended_at, Some(30));
 }
 
 async fn batches_of_activities_and_outbox_copies_round_trip(b: Backend) {

@@ -1047,12 +1047,15 @@ impl Tx for PgTx {
 
     async fn enrollments_complete_finished(
         &mut self,
-        ids: &[i64],
+        ids: &[(i64, i64)],
         at: Millis,
     ) -> Result<Vec<Enrollment>> {
         if ids.is_empty() {
             return Ok(vec![]);
         }
+        // (PostgreSQL reads an enrollment's touches through `touches_enrollment`; the leads
+        // are not needed.)
+        let ids: Vec<i64> = ids.iter().map(|(e, _)| *e).collect();
         let mut done: Vec<Enrollment> = sqlx::query_as(
             "UPDATE enrollments e SET state = 'completed', reason = NULL, ended_at = $2
              WHERE e.id = ANY($1) AND e.state = 'active'
@@ -1125,7 +1128,7 @@ impl Tx for PgTx {
         Ok(claimed)
     }
 
-    async fn touches_due(&mut self, now: Millis, limit: i64) -> Result<Vec<Touch>> {
+    async fn touches_due(&mut self, now: Millis, limit: i64, except: &[i64]) -> Result<Vec<Touch>> {
         // Several workers claim at once here: the rows are locked until this transaction ends
         // and other workers pass over them (the dispatcher uses `claim_due` on PostgreSQL).
         let mut out: Vec<Touch> = Vec::new();
@@ -1142,10 +1145,12 @@ impl Tx for PgTx {
             let more: Vec<Touch> = sqlx::query_as(sql!(
                 "SELECT {TOUCH_COLS} FROM touches
                  WHERE status = 'scheduled' AND task_id IS NULL{only}{skip} AND due_at <= $1
+                   AND NOT (id = ANY($3))
                  ORDER BY due_at LIMIT $2 FOR UPDATE SKIP LOCKED"
             ))
             .bind(now)
             .bind(rest)
+            .bind(except)
             .fetch_all(&mut *self.tx)
             .await?;
             out.extend(more);

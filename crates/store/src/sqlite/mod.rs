@@ -68,7 +68,12 @@ impl SqliteStore {
                 Box::pin(async { Ok::<(), sqlx::Error>(()) })
             })
             // The writer gets a bigger page cache than the readers (RSS stays bounded).
-            .connect_with(opts.clone().pragma("cache_size", "-24000"))
+            .connect_with(
+                opts.clone()
+                    .pragma("cache_size", "-24000")
+                    // Named for profiles and `bench/threads.py`.
+                    .thread_name(|id| format!("sqlite-writer-{id}")),
+            )
             .await?;
         // SQLite opens a file it cannot write read-only without a word, and a database whose
         // WAL is already set up needs no write to open: without this probe a server on a
@@ -95,11 +100,13 @@ impl SqliteStore {
         let reader = SqlitePoolOptions::new()
             .max_connections(4)
             .acquire_timeout(Duration::from_secs(30))
-            .connect_with(opts.clone().read_only(false))
+            .connect_with(opts.clone().thread_name(|id| format!("sqlite-reader-{id}")))
             .await?;
         let wrote = Arc::new(Notify::new());
         let checkpointer = tokio::spawn(checkpointer(
-            opts.clone().pragma("cache_size", "-2000"),
+            opts.clone()
+                .pragma("cache_size", "-2000")
+                .thread_name(|id| format!("sqlite-checkpoint-{id}")),
             wrote.clone(),
         ));
         Ok(SqliteStore {
@@ -1076,18 +1083,31 @@ impl Tx for SqliteTx {
 
     async fn enrollments_complete_finished(
         &mut self,
-        ids: &[i64],
+        ids: &[(i64, i64)],
         at: Millis,
     ) -> Result<Vec<Enrollment>> {
         if ids.is_empty() {
             return Ok(vec![]);
         }
+        // A touch still to go is looked for among the lead's touches (`touches_lead`, whose
+        // page `leads_refresh_next` reads for the same batch; the unary `+` keeps SQLite off
+        // `touches_enrollment`, a random page of its own per enrollment), and an enrollment's
+        // row is read only when none is left: most of a batch's plans go on. Before, every
+        // enrollment row and its `touches_enrollment` page were read: a third of the
+        // dispatcher's page reads at 1,000,000 leads (BENCHMARKS.md).
+        let pairs = ids
+            .iter()
+            .map(|(e, l)| format!("({e},{l})"))
+            .collect::<Vec<_>>()
+            .join(",");
         let mut done: Vec<Enrollment> = sqlx::query_as(sql!(
-            "UPDATE enrollments SET state = 'completed', reason = NULL, ended_at = ?
-             WHERE id IN ({}) AND state = 'active'
-               AND NOT EXISTS (SELECT 1 FROM touches t WHERE t.enrollment_id = enrollments.id AND t.status IN ('scheduled', 'sending'))
-             RETURNING id, lead_id, plan, plan_version, state, reason, started_at, ended_at, NULL AS next_touch_at",
-            ids_list(ids)
+            "WITH v(eid, lid) AS (VALUES {pairs})
+             UPDATE enrollments SET state = 'completed', reason = NULL, ended_at = ?
+             WHERE id IN (SELECT eid FROM v WHERE NOT EXISTS (
+                     SELECT 1 FROM touches t WHERE t.lead_id = v.lid AND +t.enrollment_id = v.eid
+                       AND t.status IN ('scheduled', 'sending')))
+               AND state = 'active'
+             RETURNING id, lead_id, plan, plan_version, state, reason, started_at, ended_at, NULL AS next_touch_at"
         ))
         .bind(at)
         .fetch_all(&mut *self.tx)
@@ -1152,10 +1172,17 @@ impl Tx for SqliteTx {
         Ok(out)
     }
 
-    async fn touches_due(&mut self, now: Millis, limit: i64) -> Result<Vec<Touch>> {
+    async fn touches_due(&mut self, now: Millis, limit: i64, except: &[i64]) -> Result<Vec<Touch>> {
         // Read only: this transaction holds SQLite's one write lock (BEGIN IMMEDIATE) until it
         // commits. Each due touch used to be marked `sending` here and settled a moment later
         // in the same transaction: two row writes and two index changes for one outcome.
+        // (`id NOT IN` is checked on the due index's entry: a touch passed over is never read
+        // from the table.)
+        let passed_over = if except.is_empty() {
+            String::new()
+        } else {
+            format!(" AND id NOT IN ({})", ids_list(except))
+        };
         let mut out: Vec<Touch> = Vec::new();
         for only in [" AND plan = 'speed-to-lead'", ""] {
             let rest = limit - out.len() as i64;
@@ -1169,7 +1196,7 @@ impl Tx for SqliteTx {
             };
             let more: Vec<Touch> = sqlx::query_as(sql!(
                 "SELECT {TOUCH_COLS} FROM touches
-                 WHERE status = 'scheduled' AND task_id IS NULL{only}{skip} AND due_at <= ?
+                 WHERE status = 'scheduled' AND task_id IS NULL{only}{skip}{passed_over} AND due_at <= ?
                  ORDER BY due_at LIMIT ?"
             ))
             .bind(now)
