@@ -25,6 +25,10 @@ mod paths;
 mod sqlprof;
 mod sys;
 
+/// The product binary's allocator (`crates/cli/src/main.rs`), so that the figures are its.
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 use load::BoxErr;
 use serde_json::{Value, json};
 use std::fmt::Write as _;
