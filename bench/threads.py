@@ -11,7 +11,8 @@ For instance, 5 s into a dispatch phase:
     sleep 5; bench/threads.py $(pgrep -f 'phase dispatch') 4
 
 The SQLite connections' threads are named `sqlite-writer-N`, `sqlite-reader-N` and
-`sqlite-checkpoint-N` (the store names them).
+`sqlite-checkpoint-N` (the store names them; Linux shows the first 15 characters, so
+`sqlite-checkpoi`, and `sqlite-reader-1` for reader 12 as well).
 """
 import os
 import sys

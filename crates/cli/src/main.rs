@@ -4,8 +4,8 @@ mod import;
 
 /// jemalloc for the whole process: with its unprefixed `malloc`/`free`, SQLite's page buffers
 /// and sqlx's row values (allocated on a connection's thread, freed on the async side) go
-/// through it too. Against glibc's allocator: −10 % CPU and +10 % fired touches at
-/// 1,000,000 leads, ~+17 MB peak RSS (BENCHMARKS.md).
+/// through it too. Against glibc's allocator at 1,000,000 leads: −12 % CPU and +9 % fired
+/// touches, +5–19 MB peak RSS (BENCHMARKS.md).
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 

@@ -1332,30 +1332,58 @@ async fn ahead_is_taken_when_nothing_else_was_written() {
 
 /// A batch decided ahead leaves out the leads being written, and still fills up: the touches
 /// due after the batch being written are read until there are enough of other leads. Here
-/// each lead has two emails due at once, so a batch of 4 holds 2 leads; had the batch ahead
-/// stopped at the first 4 + 2 due touches, it would have held 2 touches, been taken as not
-/// full, and the batch after it decided by the writer again.
+/// each lead has three emails due at once and a batch holds 4, so a lead's touches straddle
+/// two batches: the one decided ahead passes over the rest of a lead being written (it goes
+/// out in a later batch) and reads on to fill up. Had it stopped at the first 4 + (leads
+/// written) due touches, it would have come out short, been taken as not full, and the batch
+/// after it decided by the writer again; had it kept a lead being written, that lead would
+/// be in two batches in a row, decided on what it was before the first was written.
 async fn ahead_is_full_when_leads_have_several_touches_due() {
     let (_db, e) = sqlite_batches_of_4().await;
-    save_plan(&e, "two", "slug='two'\nname='Two'\n[[steps]]\nafter='+0m'\nchannel='email'\ntemplate='r21-d0-email'\n[[steps]]\nafter='+0m'\nchannel='email'\ntemplate='r21-d0-email'\n").await;
+    let step = "[[steps]]\nafter='+0m'\nchannel='email'\ntemplate='r21-d0-email'\n";
+    save_plan(
+        &e,
+        "three",
+        &format!("slug='three'\nname='Three'\n{}", step.repeat(3)),
+    )
+    .await;
     for i in 0..10 {
-        email_lead(&e, &format!("two{i}@example.com"), "two").await;
+        email_lead(&e, &format!("three{i}@example.com"), "three").await;
     }
     let mut d = Dispatcher::new(e.clone());
     let mut claimed = vec![];
+    let mut batches: Vec<HashSet<i64>> = vec![];
+    let mut seen = 0;
     loop {
         let r = d.tick().await.unwrap();
         if r.claimed == 0 {
             break;
         }
         claimed.push(r.claimed);
+        let mut tx = e.store.read().await.unwrap();
+        let out = tx.outbox(None, None, 100_000).await.unwrap();
+        batches.push(
+            out[..out.len() - seen]
+                .iter()
+                .filter_map(|m| m.lead_id)
+                .collect(),
+        );
+        seen = out.len();
     }
-    assert_eq!(claimed, [4, 4, 4, 4, 4], "full batches");
-    assert_eq!(d.batches_decided_ahead(), 4);
+    assert_eq!(claimed, [4, 4, 4, 4, 4, 4, 4, 2], "full batches");
+    // The last batch holds only the rest of a lead written in the one before: none was left
+    // to decide ahead, so the writer read it afresh.
+    assert_eq!(d.batches_decided_ahead(), 6, "{batches:?}");
+    for pair in batches[..batches.len() - 1].windows(2) {
+        assert!(
+            pair[0].is_disjoint(&pair[1]),
+            "a lead in two batches in a row: {batches:?}"
+        );
+    }
     let ids = outbox_touch_ids(&e).await;
     assert_eq!(
         ids.iter().collect::<HashSet<_>>().len(),
-        20,
+        30,
         "each touch once"
     );
 }
