@@ -339,7 +339,7 @@ impl Dispatcher {
         // transaction's write lock, so it holds everything committed before; it leaves out
         // this batch's leads (their rows change here). `valid_at` is the mark once this
         // batch's own commits are in: anything else committed meanwhile and it is dropped.
-        let mut next = match mark {
+        let next = match mark {
             Some(m) if single_writer && report.claimed as i64 >= e.config.batch => {
                 let skip: HashSet<i64> = decided.leads.keys().copied().collect();
                 let writing: Vec<i64> = decided.claimed.iter().map(|t| t.id).collect();
@@ -351,9 +351,9 @@ impl Dispatcher {
         // another thread than the one issuing this batch's writes: awaited side by side on
         // one thread they took turns, and gained nothing (BENCHMARKS.md). None at all when
         // there is no next batch to decide (PostgreSQL, a batch that was not full).
-        let decide_next = next.as_mut().map(|(_, skip, writing)| {
+        let decide_next = next.as_ref().map(|(_, skip, writing)| {
             let skip = skip.clone();
-            let mut passed = std::mem::take(writing);
+            let mut passed = writing.clone();
             let engine = e.clone();
             e.spawn_beside_writer(async move {
                 let e = engine;
