@@ -206,6 +206,8 @@ pub async fn run(db: &Path, a: &DispatchArgs) -> Result<Value, BoxErr> {
         "tick_ms_p50": pct(&t_sorted, 0.50),
         "tick_ms_p99": pct(&t_sorted, 0.99),
         "tick_ms_max": t_sorted.last().copied().unwrap_or(0.0),
+        // Every batch's time in order: where the slow ones fall (the first, cold; or later).
+        "tick_ms": ticks.iter().map(|t| (t * 10.0).round() / 10.0).collect::<Vec<_>>(),
         "profiled": a.profile,
         "sql_secs": sql_total,
         "sql_statements": sql_calls,

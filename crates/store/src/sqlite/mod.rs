@@ -47,11 +47,9 @@ impl SqliteStore {
             .pragma("temp_store", "memory")
             .pragma("cache_size", "-8000")
             // The checkpointer task copies the WAL back on its own connection (its own thread,
-            // so the other core), out of the writers' way; a commit checkpoints by itself only
-            // if that task falls far behind (64,000 pages, 256 MB of WAL). At 16,000 pages the
-            // dispatcher's writer still paid for a checkpoint now and then under a 1,000,000-lead
-            // backlog (8 % of its time); raising it gave +10 % fired touches (BENCHMARKS.md).
-            .pragma("wal_autocheckpoint", "64000");
+            // so the other core), out of the writers' way; a commit checkpoints by itself once
+            // the WAL is this long (see `checkpointer` for why it still must now and then).
+            .pragma("wal_autocheckpoint", WAL_AUTOCHECKPOINT.to_string());
         let commits = Arc::new(std::sync::atomic::AtomicU64::new(0));
         let counted = commits.clone();
         let writer = SqlitePoolOptions::new()
@@ -132,21 +130,64 @@ impl Drop for SqliteStore {
     }
 }
 
-/// Copies committed WAL frames back into the database file, half a second after writes, on a
-/// connection of its own. Left to SQLite's automatic checkpoint, this work (page writes and an
-/// fsync of the database file) ran inside whichever commit crossed the threshold: a fifth of
-/// the dispatcher's time at 1,000,000 leads (BENCHMARKS.md). A PASSIVE checkpoint never blocks
-/// readers or the writer; what it cannot copy yet is copied the next time.
+/// WAL frames (pages) after which a commit checkpoints by itself: 256 MB of WAL. At 16,000
+/// the dispatcher's writer paid for whole checkpoints under a 1,000,000-lead backlog (8 % of
+/// its time); 64,000 gave +10 % fired touches (BENCHMARKS.md).
+const WAL_AUTOCHECKPOINT: i64 = 64_000;
+
+/// What the checkpointer does after a pass that left the WAL `frames` long, `grew` frames
+/// longer than after the pass before.
+///
+/// Why the writer checkpoints at all: SQLite starts the WAL over from its beginning only when
+/// a write transaction begins with every frame copied back, and under a backlog the writer
+/// begins its next transaction the moment one commits, long before a pass on another
+/// connection is done. So the WAL only grows until a commit crosses [`WAL_AUTOCHECKPOINT`]
+/// and copies back itself whatever is left, on the writer's thread, before the next
+/// transaction begins (then the WAL starts over). That commit's cost is what is left: with
+/// passes half a second apart, up to a second of commits (~400 ms at 1,000,000 leads, once
+/// every ~50 batches, a fifth of the dispatcher's time; BENCHMARKS.md). From half the limit
+/// on, passes therefore follow one another without a pause, so that the commit crossing it
+/// finds at most one short pass's frames left; past the limit the rest is that commit's, and
+/// a pass running then would only make it skip its checkpoint (busy) and let the WAL grow.
+#[derive(Debug, PartialEq, Eq)]
+enum NextPass {
+    /// Wait for the next commit, then let commits gather for [`CHECKPOINT_GATHER`].
+    Gather,
+    /// Copy back again at once.
+    Now,
+}
+
+/// How long commits gather before a pass: a page changed by several of them (index pages,
+/// appended tables, the B-trees' upper levels) is copied back once. Half a second against
+/// 50 ms: 6 % fewer bytes written per fired touch at 1,000,000 leads and less CPU taken from
+/// the writer (BENCHMARKS.md).
+const CHECKPOINT_GATHER: Duration = Duration::from_millis(500);
+
+fn next_pass(frames: i64, grew: bool) -> NextPass {
+    if grew && (WAL_AUTOCHECKPOINT / 2..WAL_AUTOCHECKPOINT).contains(&frames) {
+        NextPass::Now
+    } else {
+        NextPass::Gather
+    }
+}
+
+/// Copies committed WAL frames back into the database file, half a second after writes (at
+/// once while the WAL is long, see [`next_pass`]), on a connection of its own. Left to
+/// SQLite's automatic checkpoint, this work (page writes and an fsync of the database file)
+/// ran inside whichever commit crossed the threshold: a fifth of the dispatcher's time at
+/// 1,000,000 leads (BENCHMARKS.md). A PASSIVE checkpoint never blocks readers or the writer;
+/// what it cannot copy yet is copied the next time.
 async fn checkpointer(opts: SqliteConnectOptions, wrote: Arc<Notify>) {
     use sqlx::ConnectOptions;
     let mut conn = None;
+    let mut next = NextPass::Gather;
+    let mut last_frames = 0;
     loop {
-        wrote.notified().await;
-        // Let a burst of commits gather into one checkpoint: a page changed by several of them
-        // (index pages, appended tables, the B-trees' upper levels) is copied back once. Half
-        // a second against 50 ms: 6 % fewer bytes written per fired touch at 1,000,000 leads
-        // and less CPU taken from the writer (BENCHMARKS.md); the WAL holds ~40 MB meanwhile.
-        tokio::time::sleep(Duration::from_millis(500)).await;
+        if next == NextPass::Gather {
+            wrote.notified().await;
+            tokio::time::sleep(CHECKPOINT_GATHER).await;
+        }
+        next = NextPass::Gather;
         if conn.is_none() {
             match opts.connect().await {
                 Ok(c) => conn = Some(c),
@@ -156,14 +197,24 @@ async fn checkpointer(opts: SqliteConnectOptions, wrote: Arc<Notify>) {
                 }
             }
         }
-        if let Some(c) = conn.as_mut()
-            && let Err(e) = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
-                .execute(&mut *c)
-                .await
-        {
-            // A full disk, for one: the frames stay in the WAL, nothing is lost.
-            tracing::warn!(error = %e, "WAL checkpoint failed; retrying after the next write");
-            conn = None;
+        let Some(c) = conn.as_mut() else { continue };
+        // (busy, frames in the WAL, frames copied back); busy: another checkpoint ran.
+        let pass: std::result::Result<(i64, i64, i64), _> =
+            sqlx::query_as("PRAGMA wal_checkpoint(PASSIVE)")
+                .fetch_one(&mut *c)
+                .await;
+        match pass {
+            Ok((busy, frames, _)) => {
+                if busy == 0 {
+                    next = next_pass(frames, frames != last_frames);
+                }
+                last_frames = frames;
+            }
+            Err(e) => {
+                // A full disk, for one: the frames stay in the WAL, nothing is lost.
+                tracing::warn!(error = %e, "WAL checkpoint failed; retrying after the next write");
+                conn = None;
+            }
         }
     }
 }
@@ -2107,4 +2158,28 @@ fn fts_query(words: &str) -> String {
         .map(|w| format!("\"{}\"*", w.replace('"', "")))
         .collect::<Vec<_>>()
         .join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_checkpointer_hurries_only_while_the_wal_nears_the_writers_own_checkpoint() {
+        let half = WAL_AUTOCHECKPOINT / 2;
+        // A short WAL: commits gather for half a second before the next pass.
+        assert_eq!(next_pass(0, true), NextPass::Gather);
+        assert_eq!(next_pass(half - 1, true), NextPass::Gather);
+        // From half the limit on, and while commits keep coming, pass after pass: the commit
+        // that crosses the limit then finds little left to copy back itself.
+        assert_eq!(next_pass(half, true), NextPass::Now);
+        assert_eq!(next_pass(WAL_AUTOCHECKPOINT - 1, true), NextPass::Now);
+        // Nothing committed since the last pass: wait for a commit (no busy loop on an idle
+        // database whose WAL is long).
+        assert_eq!(next_pass(half + 10, false), NextPass::Gather);
+        // Past the limit, the next commit copies back the rest and the WAL starts over; a
+        // pass running then would make that commit skip its checkpoint.
+        assert_eq!(next_pass(WAL_AUTOCHECKPOINT, true), NextPass::Gather);
+        assert_eq!(next_pass(WAL_AUTOCHECKPOINT * 2, true), NextPass::Gather);
+    }
 }
