@@ -95,6 +95,7 @@ macro_rules! both {
 }
 
 both!(
+    a_touch_made_a_task_leaves_the_due_queue_and_one_out_for_sending_is_scheduled_again,
     leads_round_trip_and_match_by_email_phone_or_external_id,
     a_duplicate_external_id_is_a_conflict_and_a_rolled_back_tx_leaves_nothing,
     a_users_email_is_unique_whatever_its_case,
@@ -710,6 +711,65 @@ async fn due_touches_are_read_once_speed_to_lead_first_and_only_marked_ones_are_
         "its lease runs until 5,000"
     );
     assert_eq!(tx.touches_expire_sending(5_001).await.unwrap().len(), 1);
+}
+
+/// A call or video step becomes a task: its touch is linked to the task and leaves the due
+/// queue, `scheduled` until the task is done; one that had been marked `sending` goes back to
+/// `scheduled` with no lease.
+async fn a_touch_made_a_task_leaves_the_due_queue_and_one_out_for_sending_is_scheduled_again(
+    b: Backend,
+) {
+    let s = TestStore::new(b).await;
+    let lead = lead_with_due_touches(&*s, "task@example.com", 3).await;
+    let mut tx = s.write().await.unwrap();
+    let due = tx.touches_due(200, 10, &[]).await.unwrap();
+    assert_eq!(due.len(), 3);
+    tx.touches_mark_sending(&[due[1].id], "w", 5_000)
+        .await
+        .unwrap();
+    let tasks: Vec<NewTask> = due[..2]
+        .iter()
+        .map(|t| NewTask {
+            lead_id: lead,
+            touch_id: Some(t.id),
+            assignee_id: None,
+            kind: TaskKind::Call,
+            due_at: t.due_at,
+            script: "Call".into(),
+            voicemail: None,
+        })
+        .collect();
+    let task_ids = tx.touch_tasks_insert(&tasks, 100).await.unwrap();
+    tx.commit().await.unwrap();
+
+    let mut tx = s.write().await.unwrap();
+    for (t, task_id) in due[..2].iter().zip(&task_ids) {
+        let now = tx.touch(t.id).await.unwrap().unwrap();
+        assert_eq!(now.task_id, Some(*task_id), "linked to its own task");
+        assert_eq!(
+            now.status,
+            TouchStatus::Scheduled,
+            "touch {} is scheduled",
+            t.step
+        );
+    }
+    assert_eq!(
+        tx.touches_due(200, 10, &[])
+            .await
+            .unwrap()
+            .iter()
+            .map(|t| t.id)
+            .collect::<Vec<_>>(),
+        [due[2].id],
+        "the touches made tasks are not due again"
+    );
+    assert!(
+        tx.touches_expire_sending(i64::MAX)
+            .await
+            .unwrap()
+            .is_empty(),
+        "no lease left to run out: the touch out for sending is a task now"
+    );
 }
 
 /// The dispatcher deciding its next batch ahead passes over the batch being written: those
