@@ -88,7 +88,7 @@ cat >"$OUT/machine.json" <<EOF
   "load average at start": "$(cut -d' ' -f1-3 /proc/loadavg)",
   "rustc": "$(rustc --version)",
   "node": "$(node --version)",
-  "postgres": "$(pgq 'SHOW server_version') (fsync $(pgq 'SHOW fsync'), synchronous_commit $(pgq 'SHOW synchronous_commit'), shared_buffers $(pgq 'SHOW shared_buffers'))",
+  "postgres": "$(pgq 'SHOW server_version') (fsync $(pgq 'SHOW fsync'), synchronous_commit $(pgq 'SHOW synchronous_commit'), autovacuum $(pgq 'SHOW autovacuum'), shared_buffers $(pgq 'SHOW shared_buffers'))",
   "redis": "$(redis-server --version | awk '{print $3}') (6390: appendonly yes, appendfsync everysec; 6391: no persistence)",
   "sqlite": "bundled by sqlx; Relentless: WAL, synchronous=NORMAL",
   "graphile-worker": "$(node -p "require('$TMP/node_modules/graphile-worker/package.json').version")",
