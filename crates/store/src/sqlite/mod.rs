@@ -135,8 +135,8 @@ impl Drop for SqliteStore {
 /// its time); 64,000 gave +10 % fired touches (BENCHMARKS.md).
 const WAL_AUTOCHECKPOINT: i64 = 64_000;
 
-/// What the checkpointer does after a pass that left the WAL `frames` long, `grew` frames
-/// longer than after the pass before.
+/// What the checkpointer does after a pass that left the WAL `frames` long; `grew`: its
+/// length changed since the pass before (something was committed in between).
 ///
 /// Why the writer checkpoints at all: SQLite starts the WAL over from its beginning only when
 /// a write transaction begins with every frame copied back, and under a backlog the writer
@@ -198,7 +198,8 @@ async fn checkpointer(opts: SqliteConnectOptions, wrote: Arc<Notify>) {
             }
         }
         let Some(c) = conn.as_mut() else { continue };
-        // (busy, frames in the WAL, frames copied back); busy: another checkpoint ran.
+        // (busy, frames in the WAL, frames copied back); busy: another checkpoint held the
+        // checkpoint lock (then the frame counts are -1).
         let pass: std::result::Result<(i64, i64, i64), _> =
             sqlx::query_as("PRAGMA wal_checkpoint(PASSIVE)")
                 .fetch_one(&mut *c)
