@@ -205,12 +205,12 @@ async fn checkpointer(opts: SqliteConnectOptions, wrote: Arc<Notify>) {
                 .fetch_one(&mut *c)
                 .await;
         match pass {
-            Ok((busy, frames, _)) => {
-                if busy == 0 {
-                    next = next_pass(frames, frames != last_frames);
-                }
+            // (A busy pass says nothing of the WAL's length: it is not compared against.)
+            Ok((0, frames, _)) => {
+                next = next_pass(frames, frames != last_frames);
                 last_frames = frames;
             }
+            Ok(_busy) => {}
             Err(e) => {
                 // A full disk, for one: the frames stay in the WAL, nothing is lost.
                 tracing::warn!(error = %e, "WAL checkpoint failed; retrying after the next write");
