@@ -198,7 +198,10 @@ impl Engine {
         // Match by our Message-ID in In-Reply-To/References, then the r+token address, then the sender.
         let mut lead = None;
         for id in mail.in_reply_to.iter().chain(mail.references.iter()) {
-            if let Some(t) = tx.touch_by_message_id(id).await? {
+            let Some(touch_id) = crate::channels::email::compose::touch_of_message_id(id) else {
+                continue;
+            };
+            if let Some(t) = tx.touch_by_message_id(touch_id, id).await? {
                 lead = tx.lead(t.lead_id).await?;
                 break;
             }

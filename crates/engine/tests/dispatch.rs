@@ -579,7 +579,10 @@ async fn one_batch_records_each_touch_by_its_own_rules(backend: Backend) {
         domain,
     );
     assert_eq!(
-        tx.touch_by_message_id(&mid).await.unwrap().map(|t| t.id),
+        tx.touch_by_message_id(mail.id, &mid)
+            .await
+            .unwrap()
+            .map(|t| t.id),
         Some(mail.id),
         "a reply to the email finds its touch"
     );

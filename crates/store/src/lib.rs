@@ -535,7 +535,13 @@ pub trait Tx: Send {
     /// Records an inbound webhook's key; false when it was seen before (a replay).
     async fn inbound_first_time(&mut self, key: &str, now: Millis) -> Result<bool>;
     async fn touch_by_provider_id(&mut self, provider_id: &str) -> Result<Option<Touch>>;
-    async fn touch_by_message_id(&mut self, message_id: &str) -> Result<Option<Touch>>;
+    /// Touch `touch_id` if the Message-ID stored for it is `message_id` (the engine reads the
+    /// touch's id from the Message-ID's text: no index covers Message-IDs).
+    async fn touch_by_message_id(
+        &mut self,
+        touch_id: i64,
+        message_id: &str,
+    ) -> Result<Option<Touch>>;
     async fn touch_set_message_id(&mut self, touch_id: i64, message_id: &str) -> Result<()>;
     /// Many `(touch_id, message_id)` at once.
     async fn touches_set_message_ids(&mut self, all: &[(i64, String)]) -> Result<()> {

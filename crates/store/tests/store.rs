@@ -113,6 +113,7 @@ both!(
     recorded_messages_read_back_and_a_first_attempt_moves_only_new_leads,
     touches_passed_over_are_not_read_and_do_not_count_against_the_limit,
     a_plan_completes_only_when_none_of_its_own_touches_is_left,
+    a_touch_is_found_by_its_id_and_its_own_message_id,
 );
 
 fn lead(first: &str, last: &str, email: &str, phone: &str) -> Lead {
@@ -1778,4 +1779,33 @@ async fn making_leads_hot_changes_only_their_level(b: Backend) {
         (Level::Hot, true, 42)
     );
     assert_eq!(tx.lead(other).await.unwrap().unwrap().level, Level::Warm);
+}
+
+/// A reply finds the touch it answers by the touch id and the Message-ID stored for it: the
+/// same id with another Message-ID, or the Message-ID with another touch's id, finds nothing.
+async fn a_touch_is_found_by_its_id_and_its_own_message_id(b: Backend) {
+    let s = TestStore::new(b).await;
+    let lead = lead_with_due_touches(&*s, "reply@example.com", 2).await;
+    let mut tx = s.write().await.unwrap();
+    let due = tx.touches_due(200, 10, &[]).await.unwrap();
+    assert_eq!(due.len(), 2);
+    let mid = format!("<relentless.{}.abcdef012345@mail.example.com>", due[0].id);
+    tx.touches_set_message_ids(&[(due[0].id, mid.clone())])
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+
+    let mut tx = s.read().await.unwrap();
+    let found = tx.touch_by_message_id(due[0].id, &mid).await.unwrap();
+    assert_eq!(found.map(|t| (t.id, t.lead_id)), Some((due[0].id, lead)));
+    assert_eq!(
+        tx.touch_by_message_id(due[1].id, &mid).await.unwrap(),
+        None,
+        "another touch of the same lead, with no Message-ID of its own"
+    );
+    let other = format!("<relentless.{}.000000000000@mail.example.com>", due[0].id);
+    assert_eq!(
+        tx.touch_by_message_id(due[0].id, &other).await.unwrap(),
+        None
+    );
 }

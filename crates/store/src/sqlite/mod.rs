@@ -1889,10 +1889,15 @@ impl Tx for SqliteTx {
         .await?)
     }
 
-    async fn touch_by_message_id(&mut self, message_id: &str) -> Result<Option<Touch>> {
+    async fn touch_by_message_id(
+        &mut self,
+        touch_id: i64,
+        message_id: &str,
+    ) -> Result<Option<Touch>> {
         Ok(sqlx::query_as(sql!(
-            "SELECT {TOUCH_COLS} FROM touches WHERE message_id = ? LIMIT 1"
+            "SELECT {TOUCH_COLS} FROM touches WHERE id = ? AND message_id = ?"
         ))
+        .bind(touch_id)
         .bind(message_id)
         .fetch_optional(&mut *self.tx)
         .await?)

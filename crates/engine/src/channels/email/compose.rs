@@ -123,6 +123,18 @@ pub fn message_id(touch_id: i64, seed: &str, domain: &str) -> String {
     format!("<relentless.{touch_id}.{}@{domain}>", &digest[..12])
 }
 
+/// The touch a [`message_id`] names, read back from its text (`None` for any other id). A
+/// reply's `In-Reply-To` is matched by this touch's row, which must hold the very same id:
+/// no index over every Message-ID is kept (one random index page per email sent).
+pub fn touch_of_message_id(id: &str) -> Option<i64> {
+    let rest = id.trim().strip_prefix("<relentless.")?;
+    let (touch_id, _) = rest.split_once('.')?;
+    if touch_id.is_empty() || !touch_id.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    touch_id.parse().ok().filter(|id| *id > 0)
+}
+
 /// The RFC 8058 one-click unsubscribe headers: `List-Unsubscribe: <url>` and
 /// `List-Unsubscribe-Post: List-Unsubscribe=One-Click`.
 pub fn list_unsubscribe_headers(unsubscribe_url: &str) -> Vec<(String, String)> {
@@ -462,6 +474,25 @@ Wiki https://en.wikipedia.org/wiki/Foo_(bar) ok";
                 .contains("href=\"https://app.example.com/u/X?a=1&amp;b=2\"")
         );
         assert!(c.text.contains("Smith & Sons\n1 Main St\nSpringfield\nUnsubscribe: https://app.example.com/u/X?a=1&b=2\n"));
+    }
+
+    #[test]
+    fn a_message_id_names_its_touch() {
+        let id = message_id(12_345, "https://crm.example.com", "mail.example.com");
+        assert_eq!(touch_of_message_id(&id), Some(12_345));
+        assert_eq!(touch_of_message_id(&format!(" {id} ")), Some(12_345));
+        // Another sender's ids, and ours without a touch (one-off messages use 0), name none.
+        for other in [
+            "<CAF=abc.123@mail.gmail.com>",
+            "<relentless.0.abcdef012345@mail.example.com>",
+            "<relentless.-4.abcdef012345@x>",
+            "<relentless.+4.abcdef012345@x>",
+            "<relentless..abc@x>",
+            "<relentless.12345@x>",
+            "<relentless.99999999999999999999.abc@x>",
+        ] {
+            assert_eq!(touch_of_message_id(other), None, "{other}");
+        }
     }
 
     #[test]
