@@ -2,6 +2,7 @@
 # Issue 8: Relentless side by side with graphile-worker, BullMQ and the storage ceilings.
 #
 #   bench/run.sh [--quick] [--runs N] [--workloads "W1 W2 W3 W4"] [--systems "a b …"] [--out DIR]
+#                [--autovacuum-as-found]
 #
 # Installs the peers (bench/peers/package.json, pinned) and matplotlib into a throwaway folder
 # ($TMPDIR/relentless-peers), starts two private redis-servers (AOF everysec on 6390, no
@@ -11,6 +12,9 @@
 # or postgres://postgres@127.0.0.1:5432/postgres (a fresh database per run, dropped after).
 #
 # --quick divides every count and duration by 20 (W1: 50,000 touches over 3 s).
+# PostgreSQL runs with autovacuum on, as it ships: a server found with it off (this project's
+# CI machine has it off) gets it turned on for the run (ALTER SYSTEM, reload) and put back as
+# found at the end; --autovacuum-as-found leaves the server as it is.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -19,6 +23,7 @@ RUNS=""
 WORKLOADS="W1 W2 W3 W4"
 SYSTEMS=""
 OUT=""
+AV_AS_FOUND=0
 while [ $# -gt 0 ]; do
   case "$1" in
     --quick) QUICK=1 ;;
@@ -26,7 +31,8 @@ while [ $# -gt 0 ]; do
     --workloads) WORKLOADS=$2; shift ;;
     --systems) SYSTEMS=$2; shift ;;
     --out) OUT=$2; shift ;;
-    -h|--help) sed -n 2,14p "$0"; exit 0 ;;
+    --autovacuum-as-found) AV_AS_FOUND=1 ;;
+    -h|--help) sed -n 2,18p "$0"; exit 0 ;;
     *) echo "unknown argument $1" >&2; exit 2 ;;
   esac
   shift
@@ -72,12 +78,27 @@ start_redis() { # port dir extra…
 }
 stop_redis() { for d in "$TMP/redis-aof" "$TMP/redis-nop"; do
   [ -f "$d/redis.pid" ] && kill "$(cat "$d/redis.pid")" 2>/dev/null || true; done; }
-trap stop_redis EXIT
+pgq() { psql "${PGHOST_ARGS[@]}" -d postgres -Atc "$1"; }
+# Autovacuum on for the run (see the top); what ALTER SYSTEM set is reset at the end.
+AV_SET=0
+restore_autovacuum() {
+  if [ $AV_SET = 1 ]; then
+    pgq "ALTER SYSTEM RESET autovacuum" >/dev/null && pgq "SELECT pg_reload_conf()" >/dev/null \
+      && log "PostgreSQL's autovacuum put back as found ($(pgq 'SHOW autovacuum'))"
+  fi
+}
+cleanup() { stop_redis; restore_autovacuum; }
+trap cleanup EXIT
+if [ $AV_AS_FOUND = 0 ] && [ "$(pgq 'SHOW autovacuum')" = off ]; then
+  pgq "ALTER SYSTEM SET autovacuum = on" >/dev/null && AV_SET=1
+  pgq "SELECT pg_reload_conf()" >/dev/null
+  for _ in $(seq 50); do [ "$(pgq 'SHOW autovacuum')" = on ] && break; sleep 0.1; done
+  log "PostgreSQL's autovacuum was off: on for this run ($(pgq 'SHOW autovacuum')), put back at the end"
+fi
 start_redis $AOF_PORT "$TMP/redis-aof" --appendonly yes --appendfsync everysec
 start_redis $NOP_PORT "$TMP/redis-nop" --appendonly no
 
 # ---- machine -----------------------------------------------------------------------------
-pgq() { psql "${PGHOST_ARGS[@]}" -d postgres -Atc "$1"; }
 cat >"$OUT/machine.json" <<EOF
 {
   "mode": "$MODE (counts and durations ÷ $S)",

@@ -320,6 +320,19 @@ fn why_not_writable(url: &str) -> String {
     }
 }
 
+/// Logs what in the database server's setup will slow dispatching down (PostgreSQL with
+/// autovacuum off, for one): the server still starts, but the operator hears why.
+async fn warn_about_setup(engine: &Engine) {
+    match engine.store.setup_warnings().await {
+        Ok(warnings) => {
+            for w in warnings {
+                tracing::warn!("{w}");
+            }
+        }
+        Err(e) => tracing::warn!(error = %e, "could not read the database server's settings"),
+    }
+}
+
 async fn open(db: &Db) -> anyhow_lite::Result<Engine> {
     open_with(db, false).await
 }
@@ -423,6 +436,7 @@ async fn run(cli: Cli) -> anyhow_lite::Result<ExitCode> {
     match cli.command {
         Command::Serve { listen, demo, db } => {
             let engine = open_with(&db, demo).await?;
+            warn_about_setup(&engine).await;
             if demo && let Some(token) = engine.seed_demo().await.map_err(|e| describe(&e))? {
                 println!(
                     "Demo data created. Sign in as admin@example.com / relentless-demo (agents sam@example.com, riley@example.com)."
@@ -452,6 +466,7 @@ async fn run(cli: Cli) -> anyhow_lite::Result<ExitCode> {
         }
         Command::Worker { db } => {
             let engine = open(&db).await?;
+            warn_about_setup(&engine).await;
             tracing::info!(database = %relentless_store::display_url(&db.url()), "relentless worker dispatching");
             let dispatcher = Dispatcher::new(engine.clone());
             engine
@@ -602,7 +617,8 @@ async fn run(cli: Cli) -> anyhow_lite::Result<ExitCode> {
             import::run(&engine, &file, plan.as_deref(), dry_run).await
         }
         Command::Migrate { db } => {
-            open(&db).await?;
+            let engine = open(&db).await?;
+            warn_about_setup(&engine).await;
             println!("Database is up to date");
             Ok(ExitCode::SUCCESS)
         }

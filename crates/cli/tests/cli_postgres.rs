@@ -202,3 +202,30 @@ async fn serve_stops_on_sigterm_with_a_notification_stream_open() {
         .expect("the stream was ended, not left hanging")
         .unwrap();
 }
+
+/// A table whose autovacuum is disabled makes claims slower the longer the dispatcher runs:
+/// `migrate` (and `serve`, `worker`) says which, and what to do, and still succeeds.
+#[tokio::test]
+async fn a_table_without_autovacuum_is_named_when_the_database_is_opened() {
+    let db = TestDatabase::create().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let url = db.url();
+    let m = run(dir.path(), url, &["migrate"]);
+    assert!(m.status.success(), "{}", stderr(&m));
+    assert!(!stderr(&m).contains("autovacuum_enabled"), "{}", stderr(&m));
+    let pool = sqlx::PgPool::connect(url).await.unwrap();
+    sqlx::query("ALTER TABLE touches SET (autovacuum_enabled = off)")
+        .execute(&pool)
+        .await
+        .unwrap();
+    pool.close().await;
+    let again = run(dir.path(), url, &["migrate"]);
+    assert!(again.status.success(), "{}", stderr(&again));
+    let err = stderr(&again);
+    assert!(
+        err.contains("autovacuum is disabled for touches")
+            && err.contains("RESET (autovacuum_enabled)"),
+        "{err}"
+    );
+    assert!(stdout(&again).contains("up to date"));
+}

@@ -188,6 +188,41 @@ pub trait Store: Send + Sync + 'static {
     async fn listen(&self) -> Result<Option<tokio::sync::broadcast::Receiver<Signal>>> {
         Ok(None)
     }
+    /// What in the database server's setup makes dispatching slower the longer it runs, one
+    /// sentence each, for the log when `serve`, `worker` or `migrate` starts (none on SQLite).
+    async fn setup_warnings(&self) -> Result<Vec<String>> {
+        Ok(Vec::new())
+    }
+}
+
+/// The warnings for a PostgreSQL server whose autovacuum is off (`autovacuum`, or
+/// `track_counts`, which it needs) or disabled for some tables (their names). Every touch a
+/// dispatcher fires leaves dead row versions behind (`scheduled` → `sending` → `sent`), right
+/// where the next claim's scan of the due index starts; only vacuum removes them, and without
+/// it claims slow down minute by minute (BENCHMARKS.md, W2 on PostgreSQL).
+pub fn vacuum_warnings(autovacuum: bool, track_counts: bool, tables_off: &[String]) -> Vec<String> {
+    const WHY: &str = "every touch sent leaves dead row versions in the due-touch index that \
+        nothing removes, so each claim of due touches gets slower the longer the dispatcher runs";
+    let mut out = Vec::new();
+    if !autovacuum {
+        out.push(format!(
+            "PostgreSQL's autovacuum is off (autovacuum = off): {WHY}; turn it on \
+             (autovacuum = on in postgresql.conf, then reload)"
+        ));
+    } else if !track_counts {
+        out.push(format!(
+            "PostgreSQL's autovacuum cannot run (track_counts = off): {WHY}; turn it on \
+             (track_counts = on in postgresql.conf, then reload)"
+        ));
+    }
+    if !tables_off.is_empty() {
+        out.push(format!(
+            "autovacuum is disabled for {} (autovacuum_enabled = false): {WHY}; \
+             turn it back on (ALTER TABLE … RESET (autovacuum_enabled))",
+            tables_off.join(", ")
+        ));
+    }
+    out
 }
 
 pub type DynStore = Arc<dyn Store>;
@@ -590,4 +625,24 @@ pub trait Tx: Send {
 
     // reports
     async fn report_rows(&mut self, since: Millis, now: Millis) -> Result<ReportRows>;
+}
+
+#[cfg(test)]
+mod vacuum_tests {
+    use super::vacuum_warnings;
+
+    #[test]
+    fn a_server_or_table_without_autovacuum_is_named_and_a_healthy_one_is_not() {
+        assert!(vacuum_warnings(true, true, &[]).is_empty());
+        let off = vacuum_warnings(false, true, &[]);
+        assert_eq!(off.len(), 1);
+        assert!(off[0].contains("autovacuum = off"), "{off:?}");
+        let counts = vacuum_warnings(true, false, &[]);
+        assert_eq!(counts.len(), 1);
+        assert!(counts[0].contains("track_counts = off"), "{counts:?}");
+        let tables = vacuum_warnings(true, true, &["tasks".into(), "touches".into()]);
+        assert_eq!(tables.len(), 1);
+        assert!(tables[0].contains("tasks, touches"), "{tables:?}");
+        assert_eq!(vacuum_warnings(false, false, &["touches".into()]).len(), 2);
+    }
 }

@@ -273,6 +273,44 @@ impl Store for PostgresStore {
         "postgres"
     }
 
+    async fn setup_warnings(&self) -> Result<Vec<String>> {
+        let (autovacuum, track_counts): (String, String) =
+            sqlx::query_as("SELECT current_setting('autovacuum'), current_setting('track_counts')")
+                .fetch_one(&self.pool)
+                .await?;
+        // This schema's tables with a storage option turning autovacuum off for them
+        // (`ALTER TABLE … SET (autovacuum_enabled = false)`; PostgreSQL keeps the words given).
+        let tables: Vec<(String, Vec<String>)> = sqlx::query_as(
+            "SELECT c.relname::text, c.reloptions FROM pg_class c
+             WHERE c.relnamespace = current_schema()::regnamespace AND c.relkind = 'r'
+               AND c.reloptions IS NOT NULL
+             ORDER BY c.relname",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        let off = |v: &str| {
+            matches!(
+                v.to_ascii_lowercase().as_str(),
+                "off" | "false" | "f" | "no" | "n" | "0"
+            )
+        };
+        let tables_off: Vec<String> = tables
+            .into_iter()
+            .filter(|(_, opts)| {
+                opts.iter().any(|o| {
+                    o.split_once('=')
+                        .is_some_and(|(k, v)| k == "autovacuum_enabled" && off(v))
+                })
+            })
+            .map(|(name, _)| name)
+            .collect();
+        Ok(crate::vacuum_warnings(
+            !off(&autovacuum),
+            !off(&track_counts),
+            &tables_off,
+        ))
+    }
+
     async fn listen(&self) -> Result<Option<tokio::sync::broadcast::Receiver<Signal>>> {
         let mut guard = self.listener.lock().await;
         if let Some(l) = guard.as_ref() {
