@@ -32,7 +32,7 @@ while [ $# -gt 0 ]; do
     --systems) SYSTEMS=$2; shift ;;
     --out) OUT=$2; shift ;;
     --autovacuum-as-found) AV_AS_FOUND=1 ;;
-    -h|--help) sed -n 2,18p "$0"; exit 0 ;;
+    -h|--help) sed -n 2,17p "$0"; exit 0 ;;
     *) echo "unknown argument $1" >&2; exit 2 ;;
   esac
   shift
@@ -79,21 +79,43 @@ start_redis() { # port dir extra…
 stop_redis() { for d in "$TMP/redis-aof" "$TMP/redis-nop"; do
   [ -f "$d/redis.pid" ] && kill "$(cat "$d/redis.pid")" 2>/dev/null || true; done; }
 pgq() { psql "${PGHOST_ARGS[@]}" -d postgres -Atc "$1"; }
-# Autovacuum on for the run (see the top); what ALTER SYSTEM set is reset at the end.
-AV_SET=0
+# Autovacuum on for the run (see the top), and afterwards put back exactly as found: reset
+# when the "off" came from a configuration file (ALTER SYSTEM's entry then goes), set off again
+# when it came from ALTER SYSTEM itself; left alone when the server's command line sets it
+# (which ALTER SYSTEM cannot override) or the role may not change it.
+AV_RESTORE=""
 restore_autovacuum() {
-  if [ $AV_SET = 1 ]; then
-    pgq "ALTER SYSTEM RESET autovacuum" >/dev/null && pgq "SELECT pg_reload_conf()" >/dev/null \
-      && log "PostgreSQL's autovacuum put back as found ($(pgq 'SHOW autovacuum'))"
+  [ -n "$AV_RESTORE" ] || return 0
+  if pgq "$AV_RESTORE" >/dev/null && pgq "SELECT pg_reload_conf()" >/dev/null; then
+    for _ in $(seq 50); do [ "$(pgq 'SHOW autovacuum')" = off ] && break; sleep 0.1; done
+    log "PostgreSQL's autovacuum put back as found ($(pgq 'SHOW autovacuum'))"
+  else
+    log "could not put PostgreSQL's autovacuum back: run $AV_RESTORE"
   fi
 }
-cleanup() { stop_redis; restore_autovacuum; }
+cleanup() { stop_redis; restore_autovacuum || true; }
 trap cleanup EXIT
 if [ $AV_AS_FOUND = 0 ] && [ "$(pgq 'SHOW autovacuum')" = off ]; then
-  pgq "ALTER SYSTEM SET autovacuum = on" >/dev/null && AV_SET=1
-  pgq "SELECT pg_reload_conf()" >/dev/null
-  for _ in $(seq 50); do [ "$(pgq 'SHOW autovacuum')" = on ] && break; sleep 0.1; done
-  log "PostgreSQL's autovacuum was off: on for this run ($(pgq 'SHOW autovacuum')), put back at the end"
+  restore=""
+  case "$(pgq "SELECT source || ':' || COALESCE(sourcefile, '') FROM pg_settings WHERE name = 'autovacuum'")" in
+    "command line:"*) log "PostgreSQL's autovacuum is off on the server's command line: running as found" ;;
+    *postgresql.auto.conf) restore="ALTER SYSTEM SET autovacuum = off" ;;
+    *) restore="ALTER SYSTEM RESET autovacuum" ;;
+  esac
+  if [ -n "$restore" ]; then
+    AV_RESTORE=$restore # before the change: an interruption right after it still restores
+    if pgq "ALTER SYSTEM SET autovacuum = on" >/dev/null; then
+      pgq "SELECT pg_reload_conf()" >/dev/null || true
+      for _ in $(seq 50); do [ "$(pgq 'SHOW autovacuum')" = on ] && break; sleep 0.1; done
+    else
+      AV_RESTORE=""
+    fi
+    if [ "$(pgq 'SHOW autovacuum')" = on ]; then
+      log "PostgreSQL's autovacuum was off: on for this run, put back at the end"
+    else
+      log "could not turn PostgreSQL's autovacuum on (superuser needed?): running as found (off)"
+    fi
+  fi
 fi
 start_redis $AOF_PORT "$TMP/redis-aof" --appendonly yes --appendfsync everysec
 start_redis $NOP_PORT "$TMP/redis-nop" --appendonly no

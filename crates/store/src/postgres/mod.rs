@@ -175,6 +175,17 @@ impl Drop for PostgresStore {
     }
 }
 
+/// Whether PostgreSQL reads `v` as a boolean false, as its `parse_bool` does: any prefix of
+/// `false` or `no`, `0`, or `of`/`off` (case aside).
+fn pg_false(v: &str) -> bool {
+    let v = v.trim().to_ascii_lowercase();
+    !v.is_empty()
+        && ("false".starts_with(&v)
+            || "no".starts_with(&v)
+            || v == "0"
+            || (v.len() >= 2 && "off".starts_with(&v)))
+}
+
 #[async_trait]
 impl Store for PostgresStore {
     async fn write(&self) -> Result<Box<dyn Tx>> {
@@ -280,33 +291,36 @@ impl Store for PostgresStore {
                 .await?;
         // This schema's tables with a storage option turning autovacuum off for them
         // (`ALTER TABLE … SET (autovacuum_enabled = false)`; PostgreSQL keeps the words given).
-        let tables: Vec<(String, Vec<String>)> = sqlx::query_as(
+        // (Read by name, not `current_schema()::regnamespace`, which folds a quoted name's case.)
+        let tables: Vec<(String, Vec<String>)> = match sqlx::query_as(
             "SELECT c.relname::text, c.reloptions FROM pg_class c
-             WHERE c.relnamespace = current_schema()::regnamespace AND c.relkind = 'r'
-               AND c.reloptions IS NOT NULL
+             JOIN pg_namespace n ON n.oid = c.relnamespace
+             WHERE n.nspname = current_schema() AND c.relkind = 'r' AND c.reloptions IS NOT NULL
              ORDER BY c.relname",
         )
         .fetch_all(&self.pool)
-        .await?;
-        let off = |v: &str| {
-            matches!(
-                v.to_ascii_lowercase().as_str(),
-                "off" | "false" | "f" | "no" | "n" | "0"
-            )
+        .await
+        {
+            Ok(t) => t,
+            // The server's own settings are still worth saying.
+            Err(e) => {
+                tracing::warn!(error = %e, "could not read the tables' autovacuum settings");
+                Vec::new()
+            }
         };
         let tables_off: Vec<String> = tables
             .into_iter()
             .filter(|(_, opts)| {
                 opts.iter().any(|o| {
                     o.split_once('=')
-                        .is_some_and(|(k, v)| k == "autovacuum_enabled" && off(v))
+                        .is_some_and(|(k, v)| k == "autovacuum_enabled" && pg_false(v))
                 })
             })
             .map(|(name, _)| name)
             .collect();
         Ok(crate::vacuum_warnings(
-            !off(&autovacuum),
-            !off(&track_counts),
+            !pg_false(&autovacuum),
+            !pg_false(&track_counts),
             &tables_off,
         ))
     }
@@ -2196,5 +2210,22 @@ mod tests {
             Some("'DROP':* & 'TABLE':* & 'leads':*")
         );
         assert_eq!(ts_query(" !!! -- '' "), None);
+    }
+}
+
+#[cfg(test)]
+mod setting_tests {
+    use super::pg_false;
+
+    #[test]
+    fn booleans_read_false_the_way_postgresql_reads_them() {
+        for v in [
+            "off", "OFF", "of", "f", "fa", "false", "n", "no", "0", " off ",
+        ] {
+            assert!(pg_false(v), "{v}");
+        }
+        for v in ["on", "o", "true", "t", "1", "yes", "", "offf"] {
+            assert!(!pg_false(v), "{v}");
+        }
     }
 }
