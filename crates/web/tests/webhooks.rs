@@ -479,6 +479,57 @@ async fn inbound_email_reply_stops_plans_auto_replies_do_not_and_bounces_mark_th
     );
 }
 
+/// A reply sent from an address the lead does not have (a work account, a spouse's) is still
+/// the lead's answer when it cites the Message-ID of the email it answers; one citing that
+/// touch with another installation's digest is not.
+#[tokio::test]
+async fn a_reply_from_another_address_is_matched_by_the_message_id_it_answers() {
+    let app = app().await;
+    let (id, touch, _) = emailed(&app, "casey.lane@example.org", "+15125550193").await;
+    let mid =
+        relentless_engine::channels::email::compose::message_id(touch, &app.base, "localhost");
+    // (Each reply its own Message-ID: a second email with the same one is a replay.)
+    let reply = |cited: &str, own: &str| {
+        std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../engine/tests/fixtures/email/gmail_reply.eml"
+        ))
+        .unwrap()
+        .replace("<relentless.42.abcdef123456@example.com>", cited)
+        .replace("Dana.Whitfield@gmail.com", "casey.at.work@example.com")
+        .replace("Message-ID: <", &format!("Message-ID: <{own}."))
+    };
+    let post = |raw: String| {
+        app.client
+            .post(format!(
+                "{}/webhooks/email/inbound?token={INBOUND}",
+                app.base
+            ))
+            .body(raw)
+            .send()
+    };
+    let forged = format!("<relentless.{touch}.000000000000@localhost>");
+    assert_eq!(
+        post(reply(&forged, "first")).await.unwrap().status(),
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(
+        get_lead(&app, id).await["stage"],
+        "attempting",
+        "the touch's id with a Message-ID it was not sent with matches nothing"
+    );
+    assert_eq!(
+        post(reply(&mid, "second")).await.unwrap().status(),
+        StatusCode::NO_CONTENT
+    );
+    let l = get_lead(&app, id).await;
+    assert_eq!(
+        (l["stage"].as_str(), l["preferred_channel"].as_str()),
+        (Some("contacted"), Some("email")),
+        "matched by the Message-ID alone: {l}"
+    );
+}
+
 #[tokio::test]
 async fn a_human_open_is_engagement_a_machine_open_is_only_recorded() {
     let app = app().await;
