@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Issue 8: Relentless side by side with graphile-worker, BullMQ and the storage ceilings.
 #
-#   bench/run.sh [--quick] [--runs N] [--workloads "W1 W2 W3 W4"] [--systems "a b …"] [--out DIR]
+#   bench/run.sh [--quick] [--runs N] [--workloads "W1 W2 W3 W4 paths"] [--systems "a b …"] [--out DIR]
 #                [--autovacuum-as-found]
 #
 # Installs the peers (bench/peers/package.json, pinned) and matplotlib into a throwaway folder
@@ -12,6 +12,9 @@
 # or postgres://postgres@127.0.0.1:5432/postgres (a fresh database per run, dropped after).
 #
 # --quick divides every count and duration by 20 (W1: 50,000 touches over 3 s).
+# "paths" is the product paths, Relentless on SQLite only (relentless-bench at 1,000,000 leads,
+# medians of 3): POST /api/v1/leads → first text at a Twilio-speaking server under a steady
+# 200 leads/s, open pixel → SSE event idle and under wrk, the leads list's first page.
 # PostgreSQL runs with autovacuum on, as it ships: a server found with it off (this project's
 # CI machine has it off) gets it turned on for the run (ALTER SYSTEM, reload) and put back as
 # found at the end; --autovacuum-as-found leaves the server as it is.
@@ -20,7 +23,7 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 QUICK=0
 RUNS=""
-WORKLOADS="W1 W2 W3 W4"
+WORKLOADS="W1 W2 W3 W4 paths"
 SYSTEMS=""
 OUT=""
 AV_AS_FOUND=0
@@ -32,7 +35,7 @@ while [ $# -gt 0 ]; do
     --systems) SYSTEMS=$2; shift ;;
     --out) OUT=$2; shift ;;
     --autovacuum-as-found) AV_AS_FOUND=1 ;;
-    -h|--help) sed -n 2,17p "$0"; exit 0 ;;
+    -h|--help) sed -n 2,20p "$0"; exit 0 ;;
     *) echo "unknown argument $1" >&2; exit 2 ;;
   esac
   shift
@@ -53,7 +56,7 @@ log() { echo "[$(date -u +%H:%M:%S)] $*" >&2; }
 
 # ---- build and install -------------------------------------------------------------------
 log "building the Relentless bench binary (release)"
-(cd "$ROOT" && cargo build --release -q -p relentless-bench --bin peers)
+(cd "$ROOT" && cargo build --release -q -p relentless-bench --bin peers --bin relentless-bench)
 BIN=$ROOT/target/release/peers
 if ! cmp -s "$ROOT/bench/peers/package.json" "$TMP/package.json" || [ ! -d "$TMP/node_modules" ]; then
   log "installing the peers from npm into $TMP"
@@ -216,7 +219,20 @@ run_one() { # workload system dir
   rm -f "$dir"/worker-*.log.empty 2>/dev/null || true
 }
 
+# The product paths (Relentless only): each run loads a fresh file, drains its backlog, then
+# times the API and the paths with the router and dispatcher running (bench/README.md).
+run_paths() {
+  local dir=$OUT/paths
+  mkdir -p "$dir"
+  log "paths: $((1000000 / S)) leads, $W1_RUNS run(s) (load $(cut -d' ' -f1 /proc/loadavg))"
+  "$ROOT/target/release/relentless-bench" --leads $((1000000 / S)) --due $((200000 / S)) \
+    --runs "$W1_RUNS" --samples $((200 / (S > 1 ? 4 : 1))) --steady-secs $((S > 1 ? 5 : 30)) \
+    --pixel-secs $((S > 1 ? 5 : 15)) --no-profile --dir "$TMP" --out "$dir/report.md" \
+    >/dev/null || log "paths FAILED (see above)"
+}
+
 for w in $WORKLOADS; do
+  if [ "$w" = paths ]; then run_paths; continue; fi
   runs=$([ "$w" = W1 ] && echo "$W1_RUNS" || echo 1)
   for sys in ${SYSTEMS:-${DEF[$w]}}; do
     for r in $(seq "$runs"); do
@@ -235,5 +251,9 @@ m["load average at end"] = " ".join(m["load average at end"])
 json.dump(m, open(p, "w"), indent=2)
 EOF
 "$TMP/venv/bin/python" "$ROOT/bench/analyse.py" "$OUT" --plot "$OUT/w1-lateness.png" >"$OUT/report.md"
+if [ -f "$OUT/paths/report.md" ]; then
+  { echo; echo "## Product paths (Relentless on SQLite; relentless-bench, medians of $W1_RUNS)"; echo
+    sed '1{/^# /d}' "$OUT/paths/report.md"; } >>"$OUT/report.md"
+fi
 cat "$OUT/report.md"
 log "report: $OUT/report.md, plot: $OUT/w1-lateness.png"

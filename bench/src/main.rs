@@ -57,11 +57,14 @@ struct Args {
     pixel_secs: u64,
     pixel_conns: usize,
     loadgen: String,
+    steady_rate: u64,
+    steady_secs: u64,
 }
 
 const USAGE: &str = "relentless-bench [--leads N] [--runs R] [--due D] [--samples S] [--batch B]
                  [--dispatch-batch B] [--dispatch-cap SECS] [--poll-ms MS] [--only api|paths]
                  [--pixel-secs S] [--pixel-conns C] [--loadgen auto|wrk|tokio]
+                 [--steady-rate R] [--steady-secs S]
                  [--dir PATH] [--keep] [--out FILE]
 
   --leads N           leads to load, each in relentless-21 (13 touches)    [1000000]
@@ -81,6 +84,9 @@ const USAGE: &str = "relentless-bench [--leads N] [--runs R] [--due D] [--sample
   --pixel-conns C     pixel load test connections                            [16]
   --loadgen L         pixel load generator: auto (wrk if installed, else a tokio
                       client loop), wrk or tokio                              [auto]
+  --steady-rate R     product paths: leads a second posted to POST /api/v1/leads on
+                      a fixed schedule, timed to their first text (issue 8)      [200]
+  --steady-secs S     for this long                                              [30]
   --dir PATH          where the databases go (default: the system temp dir)
   --keep              keep the database files
   --out FILE          the markdown report (default: bench/out/latest.md)";
@@ -106,6 +112,8 @@ fn parse_args() -> Result<Args, String> {
         pixel_secs: 15,
         pixel_conns: 16,
         loadgen: "auto".into(),
+        steady_rate: 200,
+        steady_secs: 30,
     };
     let mut it = std::env::args().skip(1);
     fn num<T: FromStr>(flag: &str, v: Option<String>) -> Result<T, String> {
@@ -135,6 +143,8 @@ fn parse_args() -> Result<Args, String> {
             "--pixel-secs" => a.pixel_secs = num(&f, it.next())?,
             "--pixel-conns" => a.pixel_conns = num(&f, it.next())?,
             "--loadgen" => a.loadgen = it.next().ok_or("--loadgen needs a value")?,
+            "--steady-rate" => a.steady_rate = num(&f, it.next())?,
+            "--steady-secs" => a.steady_secs = num(&f, it.next())?,
             "-h" | "--help" => return Err(USAGE.into()),
             other => return Err(format!("unknown option {other}\n\n{USAGE}")),
         }
@@ -148,8 +158,11 @@ fn parse_args() -> Result<Args, String> {
     if !matches!(a.loadgen.as_str(), "auto" | "wrk" | "tokio") {
         return Err(format!("--loadgen: 'auto', 'wrk' or 'tokio'\n\n{USAGE}"));
     }
-    if a.pixel_secs == 0 || a.pixel_conns == 0 {
-        return Err("--pixel-secs and --pixel-conns must be at least 1".into());
+    if a.pixel_secs == 0 || a.pixel_conns == 0 || a.steady_rate == 0 || a.steady_secs == 0 {
+        return Err(
+            "--pixel-secs, --pixel-conns, --steady-rate and --steady-secs must be at least 1"
+                .into(),
+        );
     }
     Ok(a)
 }
@@ -237,6 +250,8 @@ async fn phase(p: &str, a: &Args) -> Result<(), BoxErr> {
 fn paths_args(a: &Args) -> paths::PathsArgs {
     paths::PathsArgs {
         samples: a.samples,
+        steady_rate: a.steady_rate,
+        steady_secs: a.steady_secs,
         pixel_secs: a.pixel_secs,
         pixel_conns: a.pixel_conns,
         loadgen: a.loadgen.clone(),
@@ -258,6 +273,8 @@ fn child(p: &str, db: &Path, a: &Args) -> Result<Value, BoxErr> {
         .args(["--pixel-secs", &a.pixel_secs.to_string()])
         .args(["--pixel-conns", &a.pixel_conns.to_string()])
         .args(["--loadgen", &a.loadgen])
+        .args(["--steady-rate", &a.steady_rate.to_string()])
+        .args(["--steady-secs", &a.steady_secs.to_string()])
         .args(if a.no_profile {
             &["--no-profile"][..]
         } else {
@@ -357,7 +374,8 @@ async fn orchestrate(a: &Args) -> Result<(), BoxErr> {
     std::fs::write(&out, &report)?;
     let raw = json!({"machine": machine, "args": {"leads": a.leads, "runs": a.runs, "due": a.due,
         "samples": a.samples, "batch": a.batch, "dispatch_batch": a.dispatch_batch, "only": a.only,
-        "pixel_secs": a.pixel_secs, "pixel_conns": a.pixel_conns, "loadgen": a.loadgen}, "runs": runs});
+        "pixel_secs": a.pixel_secs, "pixel_conns": a.pixel_conns, "loadgen": a.loadgen,
+        "steady_rate": a.steady_rate, "steady_secs": a.steady_secs}, "runs": runs});
     std::fs::write(
         out.with_extension("json"),
         serde_json::to_string_pretty(&raw)?,
@@ -592,6 +610,25 @@ fn render(a: &Args, machine: &Value, runs: &[Value]) -> String {
             ms(m("paths.intake.post.p99_ms")),
             all(&each(runs, "paths.intake.post.p99_ms"), ms),
         );
+        let st99 = m("paths.steady.first_text.p99_ms");
+        let _ = writeln!(
+            s,
+            "| `POST /api/v1/leads` → first text at the provider under a steady {} leads/s for {} s (open loop, from each lead's scheduled instant), p50 / p99 (timeouts) | {} / {} ({}) | p99: {} | p99 < 1 s (issue 8) | {} |",
+            a.steady_rate,
+            a.steady_secs,
+            ms(m("paths.steady.first_text.p50_ms")),
+            ms(st99),
+            fmt_n(m("paths.steady.timeouts")),
+            all(&each(runs, "paths.steady.first_text.p99_ms"), ms),
+            yes(st99 < 1000.0 && m("paths.steady.timeouts") == 0.0),
+        );
+        let _ = writeln!(
+            s,
+            "| `POST /api/v1/leads` alone at that rate, p50 / p99 | {} / {} | p99: {} | — | |",
+            ms(m("paths.steady.post.p50_ms")),
+            ms(m("paths.steady.post.p99_ms")),
+            all(&each(runs, "paths.steady.post.p99_ms"), ms),
+        );
         let px99 = m("paths.pixel.to_event.p99_ms");
         let _ = writeln!(
             s,
@@ -625,6 +662,16 @@ fn render(a: &Args, machine: &Value, runs: &[Value]) -> String {
                 &each(runs, "paths.pixel.throughput.requests_per_sec"),
                 fmt_n
             ),
+        );
+        let pl99 = m("paths.pixel.to_event_under_load.p99_ms");
+        let _ = writeln!(
+            s,
+            "| Open pixel → `engagement` event while that load runs, p50 / p99 (n) | {} / {} ({}) | p99: {} | p99 < 100 ms (issue 8) | {} |",
+            ms(m("paths.pixel.to_event_under_load.p50_ms")),
+            ms(pl99),
+            fmt_n(m("paths.pixel.to_event_under_load.n")),
+            all(&each(runs, "paths.pixel.to_event_under_load.p99_ms"), ms),
+            yes(pl99 < 100.0),
         );
     }
     let rss_paths = m("paths.peak_rss_mb");
@@ -787,7 +834,7 @@ fn render(a: &Args, machine: &Value, runs: &[Value]) -> String {
             let t = &p["pixel"]["throughput"];
             let _ = writeln!(
                 s,
-                "\nProduct paths (run {}; load average {:.1}→{:.1} during the phase): router + dispatcher with the real Twilio channel (`api_base` = a Twilio-speaking server in the client process, {} texts received there, {} of them to loaded leads whose touches came due meanwhile, {} malformed). Intake: {} leads posted one after another as JSON to {} intake(s) from {} loopback source addresses ({}–{}, ≤ {} posts each: the webhook allows 30 a minute per address and 120 per intake), zone {}; {} timeouts; the last lead's touch kept the provider id `{}`. Pixel: {} email-only leads assigned to {}, their speed-to-lead email sent through the outbox channel, each pixel fetched once with an iPhone Safari user agent while the agent's stream was open; {} timeouts. Throughput: `{}` on one pixel URL: {} requests ({} errors/non-2xx), the server recorded {} opens and the stream delivered {} `engagement` events for that lead. Server process RSS: {:.0} MB once started, {:.0} MB at the end, {:.0} MB peak (client: {:.0} MB).",
+                "\nProduct paths (run {}; load average {:.1}→{:.1} during the phase): router + dispatcher with the real Twilio channel (`api_base` = a Twilio-speaking server in the client process, {} texts received there, {} of them to loaded leads whose touches came due meanwhile, {} malformed). Intake: {} leads posted one after another as JSON to {} intake(s) from {} loopback source addresses ({}–{}, ≤ {} posts each: the webhook allows 30 a minute per address and 120 per intake), zone {}; {} timeouts; the last lead's touch kept the provider id `{}`. Steady: {} leads posted to `POST /api/v1/leads` at {} /s (scheduled over {:.1} s; the client started a POST at most {:.1} ms after its instant), each with a new phone, {} of them without a text at the provider within 30 s. Pixel: 2 × {} email-only leads assigned to {}, their speed-to-lead email sent through the outbox channel, each pixel fetched once with an iPhone Safari user agent while the agent's stream was open, the first half on an otherwise idle server ({} timeouts), the second half while the load below ran ({} opens timed under it, {} timeouts). Throughput: `{}` on one pixel URL: {} requests ({} errors/non-2xx), the server recorded {} opens and the stream delivered {} `engagement` events for that lead. Server process RSS: {:.0} MB once started, {:.0} MB at the end, {:.0} MB peak (client: {:.0} MB).",
                 last["run"],
                 f(p, "loadavg_before"),
                 f(p, "loadavg_after"),
@@ -805,9 +852,16 @@ fn render(a: &Args, machine: &Value, runs: &[Value]) -> String {
                 p["intake"]["last_lead_provider_id"]
                     .as_str()
                     .unwrap_or("none"),
+                fmt_n(f(&p["steady"], "leads")),
+                p["steady"]["rate"],
+                f(&p["steady"], "offered_over_secs"),
+                f(&p["steady"], "client_max_start_late_ms"),
+                p["steady"]["timeouts"],
                 fmt_n(a.samples as f64 + 3.0),
                 crate::load::AGENTS[0].0,
                 p["pixel"]["timeouts"],
+                fmt_n(f(&p["pixel"]["to_event_under_load"], "n")),
+                p["pixel"]["timeouts_under_load"],
                 t["tool"].as_str().unwrap_or("?"),
                 fmt_n(f(t, "requests")),
                 fmt_n(f(t, "errors") + f(t, "non_2xx")),

@@ -46,8 +46,13 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::sync::{mpsc, oneshot};
 
+#[derive(Clone)]
 pub struct PathsArgs {
     pub samples: usize,
+    /// Issue 8's steady intake: leads per second posted to `POST /api/v1/leads` on a fixed
+    /// schedule (open loop), and for how long.
+    pub steady_rate: u64,
+    pub steady_secs: u64,
     pub pixel_secs: u64,
     pub pixel_conns: usize,
     /// `auto` (wrk when installed, else the tokio client), `wrk` or `tokio`.
@@ -69,6 +74,10 @@ fn args_vec(a: &PathsArgs) -> Vec<String> {
     vec![
         "--samples".into(),
         a.samples.to_string(),
+        "--steady-rate".into(),
+        a.steady_rate.to_string(),
+        "--steady-secs".into(),
+        a.steady_secs.to_string(),
         "--pixel-secs".into(),
         a.pixel_secs.to_string(),
         "--pixel-conns".into(),
@@ -293,10 +302,12 @@ pub async fn client(db: &Path, a: &PathsArgs) -> Result<Value, BoxErr> {
         nonce: jiff::Timestamp::now().as_millisecond() as u64 % 1_000_000,
     };
     let intake = intake_path(&cx, a, &provider).await?;
+    let steady = steady_path(&cx, a, &provider).await?;
     let pixel = pixel_path(&cx, a, db).await?;
     Ok(json!({
         "zone": cx.zone,
         "intake": intake,
+        "steady": steady,
         "pixel": pixel,
         "provider_texts": provider.texts.load(Ordering::Relaxed),
         "provider_other_texts": provider.other.load(Ordering::Relaxed),
@@ -423,6 +434,94 @@ async fn intake_path(cx: &Ctx, a: &PathsArgs, p: &Provider) -> Result<Value, Box
     }))
 }
 
+/// Issue 8: `POST /api/v1/leads` → the lead's first text at the Twilio-speaking server, with
+/// leads arriving at a steady `steady_rate` per second for `steady_secs`. Open loop: each
+/// lead is posted at its own instant on the schedule whether or not the earlier ones are
+/// done, and its figure runs from that scheduled instant (a server that falls behind shows
+/// as lateness, not as a slower offered rate).
+async fn steady_path(cx: &Ctx, a: &PathsArgs, p: &Provider) -> Result<Value, BoxErr> {
+    let n = a.steady_rate * a.steady_secs;
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(256)
+        .build()?;
+    let deadline = Duration::from_secs(30);
+    let start = Instant::now() + Duration::from_millis(100);
+    let mut set = tokio::task::JoinSet::new();
+    for i in 0..n {
+        let due = start + Duration::from_nanos(i * 1_000_000_000 / a.steady_rate);
+        tokio::time::sleep_until(due.into()).await;
+        let h = mix(cx.nonce * 6_700_417 + i);
+        // 347 is no loaded lead's area code; 5,000,000+ is above the intake path's numbers.
+        let phone = format!("+1347{:07}", 5_000_000 + i);
+        let body = json!({
+            "first_name": FIRST[(h % FIRST.len() as u64) as usize],
+            "last_name": LAST[((h >> 20) % LAST.len() as u64) as usize],
+            "email": format!("steady.{}.{i}@example.net", cx.nonce),
+            "phone": phone,
+            "timezone": cx.zone,
+            "source": "bench-steady",
+        });
+        let (tx, rx) = oneshot::channel();
+        p.pending
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(phone.clone(), tx);
+        let req = http
+            .post(format!("{}/api/v1/leads", cx.base))
+            .bearer_auth(&cx.admin)
+            .json(&body);
+        let pending = p.pending.clone();
+        set.spawn(async move {
+            let started_late = due.elapsed().as_secs_f64() * 1000.0;
+            let r = req.send().await.map_err(|e| e.to_string())?;
+            let status = r.status();
+            let v: Value = r.json().await.map_err(|e| e.to_string())?;
+            let post = due.elapsed().as_secs_f64() * 1000.0;
+            if status.as_u16() != 201 {
+                return Err(format!("POST /api/v1/leads: {status}: {v}"));
+            }
+            let first = match tokio::time::timeout(deadline.saturating_sub(due.elapsed()), rx).await
+            {
+                Ok(Ok(at)) => Some(at.duration_since(due).as_secs_f64() * 1000.0),
+                _ => {
+                    pending
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .remove(&phone);
+                    None
+                }
+            };
+            Ok((started_late, post, first))
+        });
+    }
+    let offered_secs = start.elapsed().as_secs_f64();
+    let (mut late, mut post, mut first) = (Vec::new(), Vec::new(), Vec::new());
+    let mut timeouts = 0u64;
+    while let Some(r) = set.join_next().await {
+        let (l, p, f) = r??;
+        late.push(l);
+        post.push(p);
+        match f {
+            Some(ms) => first.push(ms),
+            None => {
+                timeouts += 1;
+                first.push(deadline.as_secs_f64() * 1000.0);
+            }
+        }
+    }
+    let max_late = late.iter().copied().fold(0.0, f64::max);
+    Ok(json!({
+        "rate": a.steady_rate,
+        "secs": a.steady_secs,
+        "leads": n,
+        "offered_over_secs": offered_secs,
+        "first_text": summary(first),
+        "post": summary(post),
+        "timeouts": timeouts,
+        "client_max_start_late_ms": max_late,
+    }))
+}
+
 /// One event from the SSE stream: (event, lead id, when it was read).
 type SseEvent = (String, Option<i64>, Instant);
 
@@ -472,9 +571,10 @@ async fn db_conn(db: &Path) -> Result<sqlx::SqliteConnection, BoxErr> {
 async fn pixel_path(cx: &Ctx, a: &PathsArgs, db: &Path) -> Result<Value, BoxErr> {
     let total = a.samples + WARM;
     // Email-only leads, assigned to the agent: speed-to-lead's text falls back to an email,
-    // sent at once with a tracking pixel.
-    let mut ids = Vec::with_capacity(total);
-    for k in 0..total {
+    // sent at once with a tracking pixel. Half are opened on an otherwise idle server, half
+    // under the load generator.
+    let mut ids = Vec::with_capacity(2 * total);
+    for k in 0..2 * total {
         let h = mix(cx.nonce * 104_729 + k as u64);
         let v = cx
             .post(
@@ -536,13 +636,123 @@ async fn pixel_path(cx: &Ctx, a: &PathsArgs, db: &Path) -> Result<Value, BoxErr>
     let browser = reqwest::Client::builder().user_agent(IPHONE_UA).build()?;
     let pixel_url = |t: &str| format!("{}/t/{t}/o.gif", cx.base);
 
-    let mut to_event = Vec::with_capacity(a.samples);
-    let mut get_ms = Vec::with_capacity(a.samples);
-    let mut timeouts = 0u64;
-    let mut other_events = 0u64;
+    let idle = time_opens(
+        &ids[..total],
+        &tokens,
+        &mut events,
+        &browser,
+        &pixel_url,
+        None,
+        None,
+    )
+    .await?;
+    let mut other_events = idle.other_events;
+
+    // Throughput against one pixel URL (a lead already opened: each hit still records the
+    // open, an activity and a notification, but makes no second call task within the hour),
+    // and while that load runs, the first opens of the other half of the emails, timed to
+    // their events as above (issue 8: pixel → SSE event under a loopback load generator).
+    let token = tokens[&ids[WARM.min(ids.len() - 1)]].clone();
+    let lead = ids[WARM.min(ids.len() - 1)];
+    let opens_before = opens(&mut conn, &token).await?;
+    while events.try_recv().is_ok() {}
+    let url = pixel_url(&token);
+    let load_task = {
+        let (url, a) = (url.clone(), a.clone());
+        tokio::spawn(async move {
+            match a.loadgen.as_str() {
+                "tokio" => tokio_load(&url, &a).await,
+                "wrk" => wrk(&url, &a)
+                    .await?
+                    .ok_or_else(|| "--loadgen wrk: wrk is not installed".into()),
+                _ => match wrk(&url, &a).await? {
+                    Some(v) => Ok(v),
+                    None => tokio_load(&url, &a).await,
+                },
+            }
+        })
+    };
+    // Let the load generator's connections open and the load settle first.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let loaded = time_opens(
+        &ids[total..],
+        &tokens,
+        &mut events,
+        &browser,
+        &pixel_url,
+        Some(lead),
+        Some(&load_task),
+    )
+    .await?;
+    let load = load_task.await??;
+    // Let the stream catch up, then count what it delivered for that lead.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let mut delivered = loaded.watched_events;
+    while let Ok((ev, l, _)) = events.try_recv() {
+        if ev == "engagement" && l == Some(lead) {
+            delivered += 1;
+        }
+    }
+    other_events += loaded.other_events;
+    let opens_after = opens(&mut conn, &token).await?;
+    Ok(json!({
+        "to_event": summary(idle.to_event),
+        "pixel_get": summary(idle.get_ms),
+        "timeouts": idle.timeouts,
+        "to_event_under_load": summary(loaded.to_event),
+        "pixel_get_under_load": summary(loaded.get_ms),
+        "timeouts_under_load": loaded.timeouts,
+        "other_events_seen": other_events,
+        "user_agent": IPHONE_UA,
+        "throughput": load,
+        "throughput_opens_recorded": opens_after - opens_before,
+        "throughput_events_delivered": delivered,
+    }))
+}
+
+/// What [`time_opens`] measured.
+struct Opens {
+    to_event: Vec<f64>,
+    get_ms: Vec<f64>,
+    timeouts: u64,
+    other_events: u64,
+    /// `engagement` events for the watched lead (the one under load) seen meanwhile.
+    watched_events: u64,
+}
+
+/// Each lead's first open (`GET` of its pixel), one after another, timed until its
+/// `engagement` event has been read from the stream; the first [`WARM`] are not counted.
+/// With `until`, stops taking samples once that task (the load generator) has finished, so
+/// every counted sample was taken under its load.
+async fn time_opens(
+    ids: &[i64],
+    tokens: &HashMap<i64, String>,
+    events: &mut mpsc::UnboundedReceiver<SseEvent>,
+    browser: &reqwest::Client,
+    pixel_url: &impl Fn(&str) -> String,
+    watched: Option<i64>,
+    until: Option<&tokio::task::JoinHandle<Result<Value, BoxErr>>>,
+) -> Result<Opens, BoxErr> {
+    let mut o = Opens {
+        to_event: Vec::with_capacity(ids.len()),
+        get_ms: Vec::with_capacity(ids.len()),
+        timeouts: 0,
+        other_events: 0,
+        watched_events: 0,
+    };
+    let other = |o: &mut Opens, ev: &str, lead: Option<i64>| {
+        if ev == "engagement" && lead.is_some() && lead == watched {
+            o.watched_events += 1;
+        } else {
+            o.other_events += 1;
+        }
+    };
     for (k, id) in ids.iter().enumerate() {
-        while events.try_recv().is_ok() {
-            other_events += 1;
+        if until.is_some_and(|t| t.is_finished()) {
+            break;
+        }
+        while let Ok((ev, lead, _)) = events.try_recv() {
+            other(&mut o, &ev, lead);
         }
         let t0 = Instant::now();
         let r = browser.get(pixel_url(&tokens[id])).send().await?;
@@ -562,7 +772,7 @@ async fn pixel_path(cx: &Ctx, a: &PathsArgs, db: &Path) -> Result<Value, BoxErr>
                     if ev == "engagement" && lead == Some(*id) {
                         break Some(at.duration_since(t0).as_secs_f64() * 1000.0);
                     }
-                    other_events += 1;
+                    other(&mut o, &ev, lead);
                 }
                 Ok(None) => return Err("the notification stream ended".into()),
                 Err(_) => break None,
@@ -571,52 +781,16 @@ async fn pixel_path(cx: &Ctx, a: &PathsArgs, db: &Path) -> Result<Value, BoxErr>
         if k < WARM {
             continue;
         }
-        get_ms.push(t_get);
+        o.get_ms.push(t_get);
         match got {
-            Some(ms) => to_event.push(ms),
+            Some(ms) => o.to_event.push(ms),
             None => {
-                timeouts += 1;
-                to_event.push(10_000.0);
+                o.timeouts += 1;
+                o.to_event.push(10_000.0);
             }
         }
     }
-
-    // Throughput against one pixel URL (a lead already opened: each hit still records the
-    // open, an activity and a notification, but makes no second call task within the hour).
-    let token = tokens[&ids[WARM.min(ids.len() - 1)]].clone();
-    let lead = ids[WARM.min(ids.len() - 1)];
-    let opens_before = opens(&mut conn, &token).await?;
-    while events.try_recv().is_ok() {}
-    let url = pixel_url(&token);
-    let load = match a.loadgen.as_str() {
-        "tokio" => tokio_load(&url, a).await?,
-        "wrk" => wrk(&url, a)
-            .await?
-            .ok_or("--loadgen wrk: wrk is not installed")?,
-        _ => match wrk(&url, a).await? {
-            Some(v) => v,
-            None => tokio_load(&url, a).await?,
-        },
-    };
-    // Let the stream catch up, then count what it delivered for that lead.
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    let mut delivered = 0u64;
-    while let Ok((ev, l, _)) = events.try_recv() {
-        if ev == "engagement" && l == Some(lead) {
-            delivered += 1;
-        }
-    }
-    let opens_after = opens(&mut conn, &token).await?;
-    Ok(json!({
-        "to_event": summary(to_event),
-        "pixel_get": summary(get_ms),
-        "timeouts": timeouts,
-        "other_events_seen": other_events,
-        "user_agent": IPHONE_UA,
-        "throughput": load,
-        "throughput_opens_recorded": opens_after - opens_before,
-        "throughput_events_delivered": delivered,
-    }))
+    Ok(o)
 }
 
 async fn opens(conn: &mut sqlx::SqliteConnection, token: &str) -> Result<i64, BoxErr> {
