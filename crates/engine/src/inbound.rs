@@ -152,7 +152,7 @@ impl Engine {
             _ => Delivery::Queued,
         };
         let mut tx = self.store.write().await?;
-        let Some(touch) = tx.touch_by_provider_id(sid).await? else {
+        let Some(touch) = tx.text_by_provider_id(sid).await? else {
             return Ok(());
         };
         let reason = error_code.map(|c| format!("provider error {c}"));

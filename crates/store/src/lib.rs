@@ -34,6 +34,10 @@ pub enum StoreError {
     /// A database URL or setting that cannot be used; the message says why.
     #[error("{0}")]
     Config(String),
+    /// A call the store's contract rules out (a caller's bug); nothing of it is kept once the
+    /// transaction is dropped.
+    #[error("store misuse: {0}")]
+    Misuse(String),
 }
 
 impl From<sqlx::Error> for StoreError {
@@ -386,7 +390,8 @@ pub trait Tx: Send {
     /// `at`) and returns them, in id order: one statement for a whole batch. Each comes with
     /// its lead's id, `(enrollment, lead)`: SQLite looks for a touch still to go through the
     /// lead's touches (an index page the batch's refresh of next touches reads anyway) and
-    /// reads only the enrollments that finish.
+    /// reads only the enrollments that finish; a pair whose lead is not the enrollment's
+    /// completes nothing.
     async fn enrollments_complete_finished(
         &mut self,
         ids: &[(i64, i64)],
@@ -569,7 +574,9 @@ pub trait Tx: Send {
     ) -> Result<i64>;
     /// Records an inbound webhook's key; false when it was seen before (a replay).
     async fn inbound_first_time(&mut self, key: &str, now: Millis) -> Result<bool>;
-    async fn touch_by_provider_id(&mut self, provider_id: &str) -> Result<Option<Touch>>;
+    /// The text the SMS provider knows as `provider_id` (Twilio's message SID). Texts only:
+    /// an email's provider id (the SMTP Message-ID) is not indexed (migration 0015).
+    async fn text_by_provider_id(&mut self, provider_id: &str) -> Result<Option<Touch>>;
     /// Touch `touch_id` if the Message-ID stored for it is `message_id` (the engine reads the
     /// touch's id from the Message-ID's text: no index covers Message-IDs).
     async fn touch_by_message_id(

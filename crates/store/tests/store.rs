@@ -114,6 +114,7 @@ both!(
     touches_passed_over_are_not_read_and_do_not_count_against_the_limit,
     a_plan_completes_only_when_none_of_its_own_touches_is_left,
     a_touch_is_found_by_its_id_and_its_own_message_id,
+    a_text_is_found_by_its_providers_id_and_an_email_is_not,
 );
 
 fn lead(first: &str, last: &str, email: &str, phone: &str) -> Lead {
@@ -489,8 +490,9 @@ async fn claims_are_exclusive_and_leases_expire(b: Backend) {
         )
     );
     assert_eq!(
-        tx.touch_by_provider_id("p-1").await.unwrap().unwrap().id,
-        t.id
+        tx.text_by_provider_id("p-1").await.unwrap(),
+        None,
+        "an email's provider id is not a text's"
     );
     let l = tx.lead(lead_id).await.unwrap().unwrap();
     assert_eq!(
@@ -843,6 +845,24 @@ async fn a_plan_completes_only_when_none_of_its_own_touches_is_left(b: Backend) 
             .is_empty(),
         "each plan has a touch scheduled"
     );
+    // A pair naming another lead than its enrollment's is refused on SQLite (whose search for
+    // a touch still to go trusts the pair's lead) and ignored on PostgreSQL: either way the
+    // plan, whose touch is still scheduled, goes on.
+    tx.commit().await.unwrap();
+    let mut tx = s.write().await.unwrap();
+    let wrong = tx
+        .enrollments_complete_finished(&[(first, lead_id + 1000)], 10)
+        .await;
+    assert!(
+        wrong.as_ref().map_or(true, |done| done.is_empty()),
+        "a pair naming another lead completes nothing: {wrong:?}"
+    );
+    drop(tx);
+    let mut tx = s.write().await.unwrap();
+    assert_eq!(
+        tx.enrollments(lead_id).await.unwrap()[0].state,
+        EnrollmentState::Active
+    );
     tx.touch_settle(of(first)[1], TouchStatus::Skipped, None, None, 20)
         .await
         .unwrap();
@@ -954,6 +974,17 @@ async fn sqlite_hot_paths_use_indexes_not_table_scans() {
     assert!(email.contains("leads_email"), "{email}");
     let phone = sqlite_plan(s, "SELECT id FROM leads WHERE phone = '+15125550100'").await;
     assert!(phone.contains("leads_phone"), "{phone}");
+    let sid = sqlite_plan(
+        s,
+        "SELECT id FROM touches WHERE provider_id = 'SM1' AND sent_channel = 'text'",
+    )
+    .await;
+    assert!(sid.contains("touches_provider_id"), "{sid}");
+    let any = sqlite_plan(s, "SELECT id FROM touches WHERE provider_id = 'SM1'").await;
+    assert!(
+        !any.contains("touches_provider_id"),
+        "only texts' provider ids are indexed: {any}"
+    );
     let name = sqlite_plan(s, "SELECT l.id FROM leads l JOIN leads_fts ON leads_fts.rowid = l.id AND leads_fts MATCH 'jo*' ORDER BY l.id DESC LIMIT 50").await;
     assert!(
         name.contains("VIRTUAL TABLE INDEX"),
@@ -1145,6 +1176,17 @@ async fn postgres_hot_paths_use_indexes_not_table_scans() {
     )
     .await;
     assert!(user.contains("users_email_nocase"), "{user}");
+    let sid = pg_plan(
+        s,
+        "SELECT id FROM touches WHERE provider_id = 'SM1' AND sent_channel = 'text'",
+    )
+    .await;
+    assert!(sid.contains("touches_provider_id"), "{sid}");
+    let any = pg_plan(s, "SELECT id FROM touches WHERE provider_id = 'SM1'").await;
+    assert!(
+        !any.contains("touches_provider_id"),
+        "only texts' provider ids are indexed: {any}"
+    );
     let first_page = pg_plan(s, "SELECT id FROM leads l ORDER BY l.id DESC LIMIT 50").await;
     assert!(
         first_page.contains("leads_pkey") && !first_page.contains("Sort"),
@@ -1808,4 +1850,33 @@ async fn a_touch_is_found_by_its_id_and_its_own_message_id(b: Backend) {
         tx.touch_by_message_id(due[0].id, &other).await.unwrap(),
         None
     );
+}
+
+/// A Twilio status callback finds its text by the message SID the provider answered; an
+/// email's provider id (the SMTP Message-ID) is never looked up, and is not indexed (0015),
+/// so the same string on an email finds nothing.
+async fn a_text_is_found_by_its_providers_id_and_an_email_is_not(b: Backend) {
+    let s = TestStore::new(b).await;
+    let lead = lead_with_due_touches(&*s, "sid@example.com", 2).await;
+    let mut tx = s.write().await.unwrap();
+    let due = tx.claim_due(10, 2, "w", 1000).await.unwrap();
+    assert_eq!(due.len(), 2);
+    let mut text = sent(&due[0], TouchStatus::Sent, Channel::Text);
+    text.provider_id = Some("SM0001".into());
+    let mut email = sent(&due[1], TouchStatus::Sent, Channel::Email);
+    email.provider_id = Some("<m.1@mail.example.com>".into());
+    tx.touches_record(&[text, email], 20).await.unwrap();
+    tx.commit().await.unwrap();
+
+    let mut tx = s.read().await.unwrap();
+    let found = tx.text_by_provider_id("SM0001").await.unwrap();
+    assert_eq!(found.map(|t| (t.id, t.lead_id)), Some((due[0].id, lead)));
+    assert_eq!(
+        tx.text_by_provider_id("<m.1@mail.example.com>")
+            .await
+            .unwrap(),
+        None,
+        "an email is not found as a text"
+    );
+    assert_eq!(tx.text_by_provider_id("SM0002").await.unwrap(), None);
 }

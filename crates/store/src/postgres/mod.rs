@@ -1836,9 +1836,9 @@ impl Tx for PgTx {
         Ok(r.rows_affected() == 1)
     }
 
-    async fn touch_by_provider_id(&mut self, provider_id: &str) -> Result<Option<Touch>> {
+    async fn text_by_provider_id(&mut self, provider_id: &str) -> Result<Option<Touch>> {
         Ok(sqlx::query_as(sql!(
-            "SELECT {TOUCH_COLS} FROM touches WHERE provider_id = $1 LIMIT 1"
+            "SELECT {TOUCH_COLS} FROM touches WHERE provider_id = $1 AND sent_channel = 'text' LIMIT 1"
         ))
         .bind(provider_id)
         .fetch_optional(&mut *self.tx)

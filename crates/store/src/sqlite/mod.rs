@@ -1164,6 +1164,20 @@ impl Tx for SqliteTx {
         .bind(at)
         .fetch_all(&mut *self.tx)
         .await?;
+        // The search above trusts each pair's lead: a pair naming another lead than its
+        // enrollment's finds none of that enrollment's touches and would complete a plan
+        // that goes on. Checked on the rows returned (the few that finish), not in SQL, where
+        // it cost a scan of the pairs per finishing row; the caller's transaction then rolls
+        // back.
+        if let Some(e) = done.iter().find(|e| {
+            !ids.iter()
+                .any(|&(eid, lid)| eid == e.id && lid == e.lead_id)
+        }) {
+            return Err(StoreError::Misuse(format!(
+                "enrollment {} was given with another lead than its own ({})",
+                e.id, e.lead_id
+            )));
+        }
         done.sort_by_key(|e| e.id);
         Ok(done)
     }
@@ -1880,9 +1894,9 @@ impl Tx for SqliteTx {
         Ok(r.rows_affected() == 1)
     }
 
-    async fn touch_by_provider_id(&mut self, provider_id: &str) -> Result<Option<Touch>> {
+    async fn text_by_provider_id(&mut self, provider_id: &str) -> Result<Option<Touch>> {
         Ok(sqlx::query_as(sql!(
-            "SELECT {TOUCH_COLS} FROM touches WHERE provider_id = ? LIMIT 1"
+            "SELECT {TOUCH_COLS} FROM touches WHERE provider_id = ? AND sent_channel = 'text' LIMIT 1"
         ))
         .bind(provider_id)
         .fetch_optional(&mut *self.tx)
