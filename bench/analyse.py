@@ -204,6 +204,8 @@ def main():
             )
         p("")
         p("¹ distinct touches fired ÷ (last fired − first due, or − the workers' start if the enqueue overran the planned start). When a system keeps up, this is the offered rate (n ÷ span); only a system that falls behind shows its own limit. Lateness = fired − due of each touch's first delivery. Medians over the runs.\n")
+        if wl == "W0":
+            p("W0: every touch is due at the same instant, so fired /s is each system's drain rate, and \"vs storage ceiling\" compares it with the bare claim loop on the same storage (SQLite claim loop, `synchronous=NORMAL`; the best `pgbench` claim): each fired touch there is one row updated once; in Relentless the touch twice (`sending`, then `sent`, in two transactions per batch: a provider's send happens between them), its lead, its enrollment (the one-step plan completes), an activity and the report counters.\n")
         for system, runs in results.items():
             notes = []
             if any(r["timed_out"] for r in runs):
