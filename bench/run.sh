@@ -182,7 +182,7 @@ declare -A WL=(
 # Which systems run which workload by default (all of them for W1).
 ALL="relentless-sqlite relentless-postgres-1 relentless-postgres-2 relentless-postgres-4 graphile-default-poll graphile-poll-100ms bullmq-aof-everysec bullmq-no-persistence"
 declare -A DEF=(
-  [W0]="relentless-sqlite relentless-postgres-1 relentless-postgres-2 relentless-postgres-4"
+  [W0]="relentless-sqlite relentless-postgres-2"
   [W1]="$ALL"
   [W2]="relentless-sqlite relentless-postgres-2 graphile-default-poll bullmq-aof-everysec"
   [W3]="relentless-sqlite relentless-postgres-2 graphile-default-poll bullmq-aof-everysec"

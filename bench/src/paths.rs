@@ -190,6 +190,26 @@ struct Provider {
     malformed: Arc<AtomicU64>,
 }
 
+impl Provider {
+    /// Waits for a text to `phone`: the receiver gets the instant its request arrived.
+    fn expect(&self, phone: &str) -> oneshot::Receiver<Instant> {
+        let (tx, rx) = oneshot::channel();
+        self.pending
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(phone.to_string(), tx);
+        rx
+    }
+
+    /// Stops waiting for `phone` (its text did not come in time).
+    fn forget(&self, phone: &str) {
+        self.pending
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(phone);
+    }
+}
+
 async fn messages(
     State(p): State<Provider>,
     headers: axum::http::HeaderMap,
@@ -367,11 +387,7 @@ async fn intake_path(cx: &Ctx, a: &PathsArgs, p: &Provider) -> Result<Value, Box
             "timezone": cx.zone,
             "source": "bench-form",
         });
-        let (tx, rx) = oneshot::channel();
-        p.pending
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(phone.clone(), tx);
+        let rx = p.expect(&phone);
         let (ip, http) = &clients[k % n_addrs];
         let to = &intakes[k % n_intakes];
         let t0 = Instant::now();
@@ -393,10 +409,7 @@ async fn intake_path(cx: &Ctx, a: &PathsArgs, p: &Provider) -> Result<Value, Box
             Ok(Ok(at)) => first_text.push(at.duration_since(t0).as_secs_f64() * 1000.0),
             _ => {
                 timeouts += 1;
-                p.pending
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .remove(&phone);
+                p.forget(&phone);
                 first_text.push(deadline.as_secs_f64() * 1000.0);
             }
         }
@@ -461,16 +474,12 @@ async fn steady_path(cx: &Ctx, a: &PathsArgs, p: &Provider) -> Result<Value, Box
             "timezone": cx.zone,
             "source": "bench-steady",
         });
-        let (tx, rx) = oneshot::channel();
-        p.pending
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(phone.clone(), tx);
+        let rx = p.expect(&phone);
         let req = http
             .post(format!("{}/api/v1/leads", cx.base))
             .bearer_auth(&cx.admin)
             .json(&body);
-        let pending = p.pending.clone();
+        let p = p.clone();
         set.spawn(async move {
             let started_late = due.elapsed().as_secs_f64() * 1000.0;
             let r = req.send().await.map_err(|e| e.to_string())?;
@@ -484,10 +493,7 @@ async fn steady_path(cx: &Ctx, a: &PathsArgs, p: &Provider) -> Result<Value, Box
             {
                 Ok(Ok(at)) => Some(at.duration_since(due).as_secs_f64() * 1000.0),
                 _ => {
-                    pending
-                        .lock()
-                        .unwrap_or_else(|e| e.into_inner())
-                        .remove(&phone);
+                    p.forget(&phone);
                     None
                 }
             };
