@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Issue 8: Relentless side by side with graphile-worker, BullMQ and the storage ceilings.
 #
-#   bench/run.sh [--quick] [--runs N] [--workloads "W0 W1 W2 W3 W4 paths"] [--systems "a b …"] [--out DIR]
-#                [--autovacuum-as-found]
+#   bench/run.sh [--quick] [--all] [--runs N] [--workloads "W0 W1 W2 W3 W4 paths"] [--systems "a b …"]
+#                [--out DIR] [--autovacuum-as-found]
 #
 # Installs the peers (bench/peers/package.json, pinned) and matplotlib into a throwaway folder
 # ($TMPDIR/relentless-peers), starts two private redis-servers (AOF everysec on 6390, no
@@ -12,6 +12,12 @@
 # or postgres://postgres@127.0.0.1:5432/postgres (a fresh database per run, dropped after).
 #
 # --quick divides every count and duration by 20 (W1: 50,000 touches over 3 s).
+# Which systems run: by default those each target of issue 8 is about, so that the full-size
+# run fits in 2 hours on 2 vCPUs (W1: Relentless on SQLite, graphile-worker with its default
+# poll, BullMQ with AOF; W2 and W3: Relentless on SQLite; W4: Relentless on PostgreSQL with 2
+# workers; W0: Relentless on SQLite). --all runs every system in every workload (the whole
+# matrix: about 6.5 hours at full size, since W2–W4 last 10 minutes per system whatever the
+# machine); --systems picks them by name.
 # W0 (ours, not issue 8's): the 1,000,000 touches all due at once, each Relentless system's
 # drain rate, the figure to hold against the storage ceilings ("within 2×").
 # "paths" is the product paths, Relentless on SQLite only (relentless-bench at 1,000,000 leads,
@@ -27,6 +33,7 @@ QUICK=0
 RUNS=""
 WORKLOADS="W0 W1 W2 W3 W4 paths"
 SYSTEMS=""
+ALL_SYSTEMS=0
 OUT=""
 AV_AS_FOUND=0
 while [ $# -gt 0 ]; do
@@ -35,14 +42,16 @@ while [ $# -gt 0 ]; do
     --runs) RUNS=$2; shift ;;
     --workloads) WORKLOADS=$2; shift ;;
     --systems) SYSTEMS=$2; shift ;;
+    --all) ALL_SYSTEMS=1 ;;
     --out) OUT=$2; shift ;;
     --autovacuum-as-found) AV_AS_FOUND=1 ;;
-    -h|--help) sed -n 2,22p "$0"; exit 0 ;;
+    -h|--help) sed -n 2,28p "$0"; exit 0 ;;
     *) echo "unknown argument $1" >&2; exit 2 ;;
   esac
   shift
 done
 
+STARTED=$(date +%s)
 S=$([ $QUICK = 1 ] && echo 20 || echo 1)
 MODE=$([ $QUICK = 1 ] && echo quick || echo full)
 # W0, W1 and paths: medians of 3 in a full run, 1 in a quick one; W2–W4: one run each.
@@ -50,7 +59,11 @@ W1_RUNS=${RUNS:-$([ $QUICK = 1 ] && echo 1 || echo 3)}
 OUT=${OUT:-$ROOT/bench/out/peers-$(date -u +%Y%m%d-%H%M%S)$([ $QUICK = 1 ] && echo -quick)}
 TMP=${TMPDIR:-/tmp}/relentless-peers
 PG=${RELENTLESS_TEST_POSTGRES:-postgres://postgres@127.0.0.1:5432/postgres}
-PGHOST_ARGS=(-h 127.0.0.1 -p 5432 -U postgres)
+# psql and pgbench reach the same server as the harness (host, port, user, password of $PG).
+read -r PGH PGP PGU PGDB PGPW < <(python3 -c 'import sys, urllib.parse as u; x = u.urlsplit(sys.argv[1])
+print(x.hostname or "127.0.0.1", x.port or 5432, u.unquote(x.username or "postgres"), x.path.lstrip("/") or "postgres", u.unquote(x.password or "-"))' "$PG")
+PGHOST_ARGS=(-h "$PGH" -p "$PGP" -U "$PGU")
+[ "$PGPW" = - ] || export PGPASSWORD=$PGPW
 AOF_PORT=6390
 NOP_PORT=6391
 mkdir -p "$OUT" "$TMP"
@@ -83,7 +96,7 @@ start_redis() { # port dir extra…
 }
 stop_redis() { for d in "$TMP/redis-aof" "$TMP/redis-nop"; do
   [ -f "$d/redis.pid" ] && kill "$(cat "$d/redis.pid")" 2>/dev/null || true; done; }
-pgq() { psql "${PGHOST_ARGS[@]}" -d postgres -Atc "$1"; }
+pgq() { psql "${PGHOST_ARGS[@]}" -d "$PGDB" -Atc "$1"; }
 # Autovacuum on for the run (see the top), and afterwards put back exactly as found: reset
 # when the "off" came from a configuration file (ALTER SYSTEM's entry then goes), set off again
 # when it came from ALTER SYSTEM itself; left alone when the server's command line sets it
@@ -179,23 +192,32 @@ declare -A WL=(
   [W3]="100000 5000000 600000 30000 0 120000"
   [W4]="1000000 0 600000 30000 15000 60000"
 )
-# Which systems run which workload by default (all of them for W1).
+# Which systems run which workload: by default those the targets are about (see the top;
+# ~100 minutes at full size on the 2-vCPU machine of BENCHMARKS.md), with --all every one.
 ALL="relentless-sqlite relentless-postgres-1 relentless-postgres-2 relentless-postgres-4 graphile-default-poll graphile-poll-100ms bullmq-aof-everysec bullmq-no-persistence"
 declare -A DEF=(
-  [W0]="relentless-sqlite relentless-postgres-2"
-  [W1]="$ALL"
-  [W2]="relentless-sqlite relentless-postgres-2 graphile-default-poll bullmq-aof-everysec"
-  [W3]="relentless-sqlite relentless-postgres-2 graphile-default-poll bullmq-aof-everysec"
-  [W4]="relentless-postgres-2 graphile-default-poll bullmq-aof-everysec"
+  [W0]="relentless-sqlite"
+  [W1]="relentless-sqlite graphile-default-poll bullmq-aof-everysec"
+  [W2]="relentless-sqlite"
+  [W3]="relentless-sqlite"
+  [W4]="relentless-postgres-2"
+)
+# W0 holds Relentless against the storage ceilings (the peers have no ceiling of their own
+# here); W4 is about two worker processes, one of them killed.
+declare -A EVERY=(
+  [W0]="relentless-sqlite relentless-postgres-1 relentless-postgres-2 relentless-postgres-4"
+  [W1]="$ALL" [W2]="$ALL" [W3]="$ALL"
+  [W4]="relentless-postgres-2 graphile-default-poll graphile-poll-100ms bullmq-aof-everysec bullmq-no-persistence"
 )
 # Expected enqueue rate per system (/s): only sets when the first touch is due
 # (planned end of the enqueue + the gap); report.md flags a run whose enqueue overran it.
-# graphile-worker: `add_job` with a job key, ~3,700 /s on the 2-vCPU AMD EPYC VM once its
-# jobs table has statistics (graphile.js analyzes it after the first 1,000; 2026-12-06).
+# graphile-worker: `add_job` with a job key, 2,800–2,900 /s on the 2-vCPU AMD EPYC VM once its
+# jobs table has statistics (graphile.js analyzes it after the first 1,000; 2026-12-06/07;
+# ~3,700 on an Intel Xeon VM).
 # Relentless on PostgreSQL: ~28,000 rows/s (one INSERT … RETURNING chain per 1,000; 2026-12-06).
 declare -A EST=(
   [relentless-sqlite]=30000 [relentless-postgres-1]=25000 [relentless-postgres-2]=25000
-  [relentless-postgres-4]=25000 [graphile-default-poll]=3500 [graphile-poll-100ms]=3500
+  [relentless-postgres-4]=25000 [graphile-default-poll]=2800 [graphile-poll-100ms]=2800
   [bullmq-aof-everysec]=15000 [bullmq-no-persistence]=15000
 )
 
@@ -238,7 +260,10 @@ run_paths() {
 for w in $WORKLOADS; do
   if [ "$w" = paths ]; then run_paths; continue; fi
   runs=$([ "$w" = W1 ] || [ "$w" = W0 ] && echo "$W1_RUNS" || echo 1)
-  for sys in ${SYSTEMS:-${DEF[$w]}}; do
+  if [ -n "$SYSTEMS" ]; then systems=$SYSTEMS
+  elif [ $ALL_SYSTEMS = 1 ]; then systems=${EVERY[$w]}
+  else systems=${DEF[$w]}; fi
+  for sys in $systems; do
     for r in $(seq "$runs"); do
       log "$w $sys run $r/$runs (load $(cut -d' ' -f1 /proc/loadavg))"
       run_one "$w" "$sys" "$OUT/$w/$sys/run$r" || log "$w $sys run $r FAILED (see $OUT/$w/$sys/run$r)"
@@ -247,11 +272,14 @@ for w in $WORKLOADS; do
 done
 
 # ---- report ------------------------------------------------------------------------------
-python3 - "$OUT/machine.json" <<'EOF'
-import json, sys
-p = sys.argv[1]; m = json.load(open(p))
-m["load average at end"] = open("/proc/loadavg").read().split()[:3]
-m["load average at end"] = " ".join(m["load average at end"])
+CHOSEN=$([ -n "$SYSTEMS" ] && echo "$SYSTEMS" || { [ $ALL_SYSTEMS = 1 ] && echo "all (--all)" || echo "each workload's default"; })
+python3 - "$OUT/machine.json" "$STARTED" "$WORKLOADS" "$CHOSEN" <<'EOF'
+import json, sys, time
+p, started, workloads, systems = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
+m = json.load(open(p))
+m["load average at end"] = " ".join(open("/proc/loadavg").read().split()[:3])
+s = int(time.time()) - started
+m["whole run"] = f"{s // 3600} h {s % 3600 // 60:02d} min {s % 60:02d} s (build and installs included; workloads {workloads}; systems: {systems})"
 json.dump(m, open(p, "w"), indent=2)
 EOF
 "$TMP/venv/bin/python" "$ROOT/bench/analyse.py" "$OUT" --plot "$OUT/w1-lateness.png" >"$OUT/report.md"

@@ -23,6 +23,12 @@
 //! Output in `--out`: `fired.csv` (key,due_ms,fired_ms,pid; one line per delivery),
 //! `uncertain.csv` (keys of touches `uncertain` or still `sending`), `meta.json`.
 
+/// The product binary's allocator (`crates/cli/src/main.rs`): the worker processes here run
+/// the engine's dispatcher as `relentless worker` would, allocator included (with glibc's,
+/// a fifth of a W0 worker's samples were in `malloc`/`free`).
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 use relentless_core::types::Channel;
 use relentless_engine::channels::{Message, SendError, Sent};
 use relentless_engine::dispatch::Dispatcher;
