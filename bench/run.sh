@@ -193,7 +193,7 @@ declare -A WL=(
   [W4]="1000000 0 600000 30000 15000 60000"
 )
 # Which systems run which workload: by default those the targets are about (see the top;
-# ~100 minutes at full size on the 2-vCPU machine of BENCHMARKS.md), with --all every one.
+# 1 h 37 min at full size on the 2-vCPU machine of BENCHMARKS.md), with --all every one.
 ALL="relentless-sqlite relentless-postgres-1 relentless-postgres-2 relentless-postgres-4 graphile-default-poll graphile-poll-100ms bullmq-aof-everysec bullmq-no-persistence"
 declare -A DEF=(
   [W0]="relentless-sqlite"
@@ -211,13 +211,13 @@ declare -A EVERY=(
 )
 # Expected enqueue rate per system (/s): only sets when the first touch is due
 # (planned end of the enqueue + the gap); report.md flags a run whose enqueue overran it.
-# graphile-worker: `add_job` with a job key, 2,800–2,900 /s on the 2-vCPU AMD EPYC VM once its
+# graphile-worker: `add_job` with a job key, 2,400–2,900 /s on the 2-vCPU AMD EPYC VM once its
 # jobs table has statistics (graphile.js analyzes it after the first 1,000; 2026-12-06/07;
 # ~3,700 on an Intel Xeon VM).
 # Relentless on PostgreSQL: ~28,000 rows/s (one INSERT … RETURNING chain per 1,000; 2026-12-06).
 declare -A EST=(
   [relentless-sqlite]=30000 [relentless-postgres-1]=25000 [relentless-postgres-2]=25000
-  [relentless-postgres-4]=25000 [graphile-default-poll]=2800 [graphile-poll-100ms]=2800
+  [relentless-postgres-4]=25000 [graphile-default-poll]=2400 [graphile-poll-100ms]=2400
   [bullmq-aof-everysec]=15000 [bullmq-no-persistence]=15000
 )
 
