@@ -103,6 +103,8 @@ both!(
     claims_are_exclusive_and_leases_expire,
     foreign_keys_are_enforced,
     notifications_are_read_back_in_order_per_user,
+    notifications_stored_together_get_new_ids_in_order_even_after_the_newest_was_erased,
+    a_leads_attempts_in_one_batch_are_numbered_in_batch_order_after_its_earlier_ones,
     backup_is_a_consistent_copy,
     speed_to_lead_is_claimed_before_a_backlog,
     batches_of_activities_and_outbox_copies_round_trip,
@@ -556,6 +558,96 @@ async fn notifications_are_read_back_in_order_per_user(b: Backend) {
     assert_eq!(mine[0].event, "engagement");
 }
 
+/// The ids of notifications stored in one statement (a dispatch batch's task alerts) are the
+/// SSE ids the app resumes from (`Last-Event-ID`): they come in the order given, and past every
+/// id handed out before, even when the newest notification went with its lead's erasure.
+async fn notifications_stored_together_get_new_ids_in_order_even_after_the_newest_was_erased(
+    b: Backend,
+) {
+    let s = TestStore::new(b).await;
+    let gone = lead_with_due_touches(&*s, "gone@example.com", 1).await;
+    let mut tx = s.write().await.unwrap();
+    let u = tx.user_insert(&user("u@example.com"), 1).await.unwrap();
+    let note = |lead_id: Option<i64>, name: &str| NewNotification {
+        user_id: u,
+        event: EventKind::TaskDue,
+        lead_id,
+        lead_name: name.into(),
+        kind: "call".into(),
+        at: 5,
+        detail: String::new(),
+    };
+    let first = tx
+        .notifications_insert(&[note(None, "Kept"), note(Some(gone), "Gone")])
+        .await
+        .unwrap();
+    assert_eq!(first.len(), 2);
+    assert!(first[0] < first[1], "{first:?}");
+    tx.lead_delete(gone).await.unwrap();
+    let names = ["N1", "N2", "N3"];
+    let next = tx
+        .notifications_insert(&names.map(|n| note(None, n)))
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    assert!(
+        next.windows(2).all(|w| w[0] < w[1]) && next[0] > first[1],
+        "new ids, in order, past the erased one: {first:?} then {next:?}"
+    );
+    let mut r = s.read().await.unwrap();
+    let after = r.notifications_after(u, first[0], 10).await.unwrap();
+    assert_eq!(
+        after
+            .iter()
+            .map(|n| (n.id, n.lead_name.as_str()))
+            .collect::<Vec<_>>(),
+        next.iter().copied().zip(names).collect::<Vec<_>>(),
+        "each id is its own notification's"
+    );
+}
+
+/// "Attempt 5 of 13": a lead's attempts recorded in one batch take the numbers after its
+/// earlier ones, in batch order; a touch that was no attempt gets none.
+async fn a_leads_attempts_in_one_batch_are_numbered_in_batch_order_after_its_earlier_ones(
+    b: Backend,
+) {
+    let s = TestStore::new(b).await;
+    let lead = lead_with_due_touches(&*s, "n@example.com", 4).await;
+    let other = lead_with_due_touches(&*s, "o@example.com", 1).await;
+    let mut tx = s.write().await.unwrap();
+    let mut due = tx.claim_due(10, 10, "w", 60_000).await.unwrap();
+    due.sort_by_key(|t| (t.lead_id, t.step));
+    let mine: Vec<&Touch> = due.iter().filter(|t| t.lead_id == lead).collect();
+    let theirs = due.iter().find(|t| t.lead_id == other).unwrap();
+    tx.touches_record(&[sent(mine[0], TouchStatus::Sent, Channel::Email)], 20)
+        .await
+        .unwrap();
+    tx.touches_record(
+        &[
+            sent(mine[1], TouchStatus::Sent, Channel::Email),
+            sent(theirs, TouchStatus::Sent, Channel::Email),
+            sent(mine[2], TouchStatus::Skipped, Channel::Email),
+            sent(mine[3], TouchStatus::Sent, Channel::Email),
+        ],
+        30,
+    )
+    .await
+    .unwrap();
+    tx.commit().await.unwrap();
+    let mut r = s.read().await.unwrap();
+    let mut numbers = vec![];
+    for t in &mine {
+        numbers.push(r.touch(t.id).await.unwrap().unwrap().attempt);
+    }
+    assert_eq!(numbers, [Some(1), Some(2), None, Some(3)]);
+    assert_eq!(r.touch(theirs.id).await.unwrap().unwrap().attempt, Some(1));
+    let l = r.lead(lead).await.unwrap().unwrap();
+    assert_eq!(
+        (l.attempts, l.first_attempt_at, l.last_touch_at),
+        (3, Some(20), Some(30))
+    );
+}
+
 async fn backup_is_a_consistent_copy(b: Backend) {
     let s = TestStore::new(b).await;
     let mut tx = s.write().await.unwrap();
@@ -749,6 +841,12 @@ async fn a_touch_made_a_task_leaves_the_due_queue_and_one_out_for_sending_is_sch
     for (t, task_id) in due[..2].iter().zip(&task_ids) {
         let now = tx.touch(t.id).await.unwrap().unwrap();
         assert_eq!(now.task_id, Some(*task_id), "linked to its own task");
+        let task = tx.task(*task_id).await.unwrap().unwrap();
+        assert_eq!(
+            (task.touch_id, task.lead_id),
+            (Some(t.id), lead),
+            "the id given is that task's own"
+        );
         assert_eq!(
             now.status,
             TouchStatus::Scheduled,

@@ -1327,9 +1327,10 @@ impl Tx for SqliteTx {
             }
         }
         // All the batch's leads in a few statements (UPDATE … FROM (VALUES …)), not one each:
-        // each statement is a round trip to sqlx's SQLite thread.
-        let mut next_attempt: std::collections::HashMap<i64, i64> =
-            std::collections::HashMap::with_capacity(per_lead.len());
+        // each statement is a round trip to sqlx's SQLite thread. Nothing is returned: every
+        // row a statement returns is one more hand-over between that thread and this one
+        // (sqlx sends rows one at a time), on the writer's critical path. Each touch's attempt
+        // number is worked out below from the lead's new count, in the outcomes' statement.
         for chunk in per_lead.chunks(400) {
             let mut q: QueryBuilder<Sqlite> = QueryBuilder::new("WITH v(lid, n) AS (");
             q.push_values(chunk, |mut b, (lead_id, n)| {
@@ -1341,12 +1342,8 @@ impl Tx for SqliteTx {
                 .push_bind(now)
                 .push("), updated_at = ")
                 .push_bind(now)
-                .push(" FROM v WHERE leads.id = v.lid RETURNING id, attempts");
-            let totals: Vec<(i64, i64)> = q.build_query_as().fetch_all(&mut *self.tx).await?;
-            for (lead_id, total) in totals {
-                let n = per_lead[index[&lead_id]].1;
-                next_attempt.insert(lead_id, total - n + 1);
-            }
+                .push(" FROM v WHERE leads.id = v.lid");
+            q.build().execute(&mut *self.tx).await?;
         }
         // A first attempt moves a `new` lead to `attempting`, in a statement of its own: SQLite
         // rewrites the `leads_stage` entry of every row whose `stage` is assigned, changed or
@@ -1388,17 +1385,21 @@ impl Tx for SqliteTx {
                 q.build().execute(&mut *self.tx).await?;
             }
         }
-        // Every touch of the batch in a few statements: UPDATE … FROM (VALUES …).
+        // Every touch of the batch in a few statements: UPDATE … FROM (VALUES …). A lead's
+        // attempts in this batch are numbered in batch order: the k-th of its n is attempt
+        // `attempts - n + k` of its new count (its row is in the cache: updated just above).
+        let mut kth: std::collections::HashMap<i64, i64> =
+            std::collections::HashMap::with_capacity(per_lead.len());
         for chunk in results.chunks(100) {
             let mut q: QueryBuilder<Sqlite> = QueryBuilder::new(
-                "WITH v(id, status, reason, sent_channel, body_id, provider_id, attempt) AS (",
+                "WITH v(id, status, reason, sent_channel, body_id, provider_id, back) AS (",
             );
             q.push_values(chunk, |mut b, r| {
-                let attempt = if r.attempt {
-                    let slot = next_attempt.entry(r.lead_id).or_insert(1);
-                    let a = *slot;
-                    *slot += 1;
-                    Some(a)
+                // How many of its lead's attempts in this batch come after this one.
+                let back = if r.attempt {
+                    let k = kth.entry(r.lead_id).or_insert(0);
+                    *k += 1;
+                    Some(per_lead[index[&r.lead_id]].1 - *k)
                 } else {
                     None
                 };
@@ -1408,11 +1409,13 @@ impl Tx for SqliteTx {
                     .push_bind(r.sent_channel.map(|c| c.as_str()))
                     .push_bind(body_ids.get(&r.touch_id).copied())
                     .push_bind(r.provider_id.clone())
-                    .push_bind(attempt);
+                    .push_bind(back);
             });
             q.push(
                 ") UPDATE touches SET status = v.status, reason = COALESCE(v.reason, touches.reason), sent_channel = v.sent_channel,
-                   body_id = v.body_id, provider_id = v.provider_id, attempt = v.attempt,
+                   body_id = v.body_id, provider_id = v.provider_id,
+                   attempt = CASE WHEN v.back IS NULL THEN NULL
+                                  ELSE (SELECT l.attempts FROM leads l WHERE l.id = touches.lead_id) - v.back END,
                    delivery = CASE WHEN v.status = 'sent' THEN 'queued' ELSE touches.delivery END, settled_at = ",
             )
             .push_bind(now)
@@ -1432,15 +1435,29 @@ impl Tx for SqliteTx {
     }
 
     async fn touch_tasks_insert(&mut self, tasks: &[NewTask], now: Millis) -> Result<Vec<i64>> {
+        if tasks.is_empty() {
+            return Ok(vec![]);
+        }
+        // The ids are given here, in order, not returned (see `touches_record`: each returned
+        // row is a hand-over between threads): this transaction holds SQLite's one write lock.
+        let first: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(id), 0) + 1 FROM tasks")
+            .fetch_one(&mut *self.tx)
+            .await?;
+        let ids: Vec<i64> = (first..first + tasks.len() as i64).collect();
         let mut by_touch: std::collections::HashMap<i64, i64> =
             std::collections::HashMap::with_capacity(tasks.len());
-        let mut ids = Vec::with_capacity(tasks.len());
-        for chunk in tasks.chunks(200) {
+        for (t, id) in tasks.iter().zip(&ids) {
+            if let Some(touch_id) = t.touch_id {
+                by_touch.insert(touch_id, *id);
+            }
+        }
+        for (chunk, chunk_ids) in tasks.chunks(200).zip(ids.chunks(200)) {
             let mut q: QueryBuilder<Sqlite> = QueryBuilder::new(
-                "INSERT INTO tasks (lead_id, touch_id, assignee_id, kind, due_at, script, voicemail, created_at) ",
+                "INSERT INTO tasks (id, lead_id, touch_id, assignee_id, kind, due_at, script, voicemail, created_at) ",
             );
-            q.push_values(chunk, |mut b, t| {
-                b.push_bind(t.lead_id)
+            q.push_values(chunk.iter().zip(chunk_ids), |mut b, (t, id)| {
+                b.push_bind(*id)
+                    .push_bind(t.lead_id)
                     .push_bind(t.touch_id)
                     .push_bind(t.assignee_id)
                     .push_bind(t.kind.as_str())
@@ -1449,18 +1466,7 @@ impl Tx for SqliteTx {
                     .push_bind(t.voicemail.clone())
                     .push_bind(now);
             });
-            q.push(" RETURNING id, touch_id");
-            let mut rows: Vec<(i64, Option<i64>)> =
-                q.build_query_as().fetch_all(&mut *self.tx).await?;
-            // The order of RETURNING rows is unspecified; ids are assigned in VALUES order.
-            rows.sort_unstable_by_key(|(id, _)| *id);
-            for (t, (id, touch_id)) in chunk.iter().zip(rows) {
-                debug_assert_eq!(t.touch_id, touch_id);
-                if let Some(touch_id) = touch_id {
-                    by_touch.insert(touch_id, id);
-                }
-                ids.push(id);
-            }
+            q.build().execute(&mut *self.tx).await?;
         }
         let links: Vec<(i64, i64)> = by_touch.into_iter().collect();
         for chunk in links.chunks(400) {
@@ -1745,13 +1751,25 @@ impl Tx for SqliteTx {
     }
 
     async fn notifications_insert(&mut self, all: &[NewNotification]) -> Result<Vec<i64>> {
-        let mut ids = Vec::with_capacity(all.len());
-        for chunk in all.chunks(200) {
+        if all.is_empty() {
+            return Ok(vec![]);
+        }
+        // Ids given here, in order, as AUTOINCREMENT would hand them out (past the highest
+        // ever used), rather than returned row by row (see `touch_tasks_insert`).
+        let first: i64 = sqlx::query_scalar(
+            "SELECT MAX(COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'notifications'), 0),
+                        COALESCE((SELECT MAX(id) FROM notifications), 0)) + 1",
+        )
+        .fetch_one(&mut *self.tx)
+        .await?;
+        let ids: Vec<i64> = (first..first + all.len() as i64).collect();
+        for (chunk, chunk_ids) in all.chunks(200).zip(ids.chunks(200)) {
             let mut q: QueryBuilder<Sqlite> = QueryBuilder::new(
-                "INSERT INTO notifications (user_id, event, lead_id, lead_name, kind, at, detail) ",
+                "INSERT INTO notifications (id, user_id, event, lead_id, lead_name, kind, at, detail) ",
             );
-            q.push_values(chunk, |mut b, n| {
-                b.push_bind(n.user_id)
+            q.push_values(chunk.iter().zip(chunk_ids), |mut b, (n, id)| {
+                b.push_bind(*id)
+                    .push_bind(n.user_id)
                     .push_bind(n.event.as_str())
                     .push_bind(n.lead_id)
                     .push_bind(n.lead_name.clone())
@@ -1759,11 +1777,7 @@ impl Tx for SqliteTx {
                     .push_bind(n.at)
                     .push_bind(n.detail.clone());
             });
-            q.push(" RETURNING id");
-            let mut got: Vec<i64> = q.build_query_scalar().fetch_all(&mut *self.tx).await?;
-            // AUTOINCREMENT ids are handed out in VALUES order; RETURNING's order is unspecified.
-            got.sort_unstable();
-            ids.extend(got);
+            q.build().execute(&mut *self.tx).await?;
         }
         Ok(ids)
     }
