@@ -233,8 +233,9 @@ impl SqliteStore {
                 // then fails too), so every later BEGIN would fail and the server could never
                 // write again: that connection is closed and a fresh one takes its place. Two
                 // requests may meet it at once; one recovers at a time, and a connection that
-                // is not stuck is kept.
-                Err(e) if e.to_string().contains("transaction depth") && attempt < 3 => {
+                // is not stuck is kept. (sqlx's own error for a BEGIN on a connection it counts
+                // as inside a transaction: matched by variant, not by its message's wording.)
+                Err(e @ sqlx::Error::InvalidSavePointStatement) if attempt < 3 => {
                     attempt += 1;
                     let _one_at_a_time = self.recovering.lock().await;
                     let mut conn = self.writer.acquire().await?;
