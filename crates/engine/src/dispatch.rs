@@ -357,6 +357,7 @@ impl Dispatcher {
             let engine = e.clone();
             e.spawn_beside_writer(async move {
                 let e = engine;
+                let started = std::time::Instant::now();
                 let ahead: Result<Option<Decided>> = async {
                     let mut rtx = e.store.read().await?;
                     let now = now_ms();
@@ -386,6 +387,7 @@ impl Dispatcher {
                     ))
                 }
                 .await;
+                time_part("decide_ahead", started);
                 // Only a head start: on failure the next batch reads for itself.
                 ahead.ok().flatten()
             })
@@ -582,6 +584,7 @@ impl Dispatcher {
         // meanwhile; an answer is recorded over that: the outcome is known now, and
         // `uncertain` touches are never claimed again.
         let mut tries = 0;
+        let started = std::time::Instant::now();
         let fx = loop {
             let recorded: Result<Effects> = async {
                 let mut tx = e.store.write().await?;
@@ -599,6 +602,7 @@ impl Dispatcher {
                 r => break r?,
             }
         };
+        time_part("record_sent", started);
         Ok(fx)
     }
 
@@ -618,6 +622,7 @@ impl Dispatcher {
         report: &mut BatchReport,
     ) -> Result<Vec<(usize, Action)>> {
         let e = &self.engine;
+        let started = std::time::Instant::now();
         // Tracking tokens and Message-IDs are stored before the message leaves (this
         // transaction commits before any send), so an open or a reply that comes back at once
         // finds them.
@@ -666,7 +671,10 @@ impl Dispatcher {
         let fx = record(tx.as_mut(), &done, team, leads, now).await?;
         // Local outcomes written, nothing committed: a test makes the process fail here.
         e.config.fault_point("dispatch:before_claim_commit");
+        time_part("claim_write", started);
+        let committing = std::time::Instant::now();
         tx.commit().await?;
+        time_part("claim_commit", committing);
         done.count_sent();
         e.apply_effects(fx);
         Ok(remote)
@@ -823,6 +831,17 @@ impl Dispatcher {
         e.apply_effects(fx);
         Ok(())
     }
+}
+
+/// Records how long one part of a dispatch batch took, as `relentless_dispatch_seconds{part}`
+/// on `/metrics`: `claim_write` (the claiming transaction's writes, local outcomes included),
+/// `claim_commit` (its COMMIT), `record_sent` (recording what went to a provider, its own
+/// transaction) and `decide_ahead` (the next batch read and decided on a reader while this one
+/// is written; SQLite, under a backlog). Where a batch's time goes, without a special build
+/// (BENCHMARKS.md: the write half is the dispatcher's critical path at 1,000,000 leads).
+fn time_part(part: &'static str, since: std::time::Instant) {
+    metrics::histogram!("relentless_dispatch_seconds", "part" => part)
+        .record(since.elapsed().as_secs_f64());
 }
 
 /// What became of some claimed touches, to be written in one transaction by [`record`].

@@ -987,6 +987,22 @@ async fn reports_openapi_health_and_metrics() {
         .await
         .unwrap();
     assert_eq!(res.status(), StatusCode::OK);
+    // The text sent above went through a dispatch batch: where its time went is on show.
+    let text = res.text().await.unwrap();
+    for part in ["claim_write", "claim_commit"] {
+        let count = text
+            .lines()
+            .find_map(|l| {
+                l.strip_prefix(&format!(
+                    "relentless_dispatch_seconds_count{{part=\"{part}\"}} "
+                ))
+            })
+            .unwrap_or_else(|| panic!("no {part} timing in /metrics:\n{text}"));
+        assert!(
+            count.trim().parse::<f64>().unwrap() >= 1.0,
+            "{part}: {count}"
+        );
+    }
 }
 
 #[tokio::test]
