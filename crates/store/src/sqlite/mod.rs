@@ -308,6 +308,24 @@ struct SqliteTx {
     wrote: Option<(Arc<Notify>, Arc<std::sync::atomic::AtomicU64>)>,
 }
 
+impl SqliteTx {
+    /// The ids the next `n` rows inserted into `table` get, in order, as SQLite would hand
+    /// them out: past the largest id in the table and, for an AUTOINCREMENT table, past the
+    /// largest it ever handed out (`sqlite_sequence`). Only on a write transaction: it holds
+    /// SQLite's one write lock, so nothing else inserts meanwhile. A batch's rows take their
+    /// ids from here instead of `RETURNING` them: the order of `RETURNING` rows is not
+    /// promised, and each row returned is a hand-over from sqlx's thread.
+    async fn next_ids(&mut self, table: &str, n: usize) -> Result<std::ops::Range<i64>> {
+        let first: i64 = sqlx::query_scalar(sql!(
+            "SELECT MAX(COALESCE((SELECT seq FROM sqlite_sequence WHERE name = '{table}'), 0),
+                        COALESCE((SELECT MAX(id) FROM {table}), 0)) + 1"
+        ))
+        .fetch_one(&mut *self.tx)
+        .await?;
+        Ok(first..first + n as i64)
+    }
+}
+
 fn map_unique(e: sqlx::Error, field: &str) -> StoreError {
     if let sqlx::Error::Database(db) = &e
         && db.is_unique_violation()
@@ -1328,10 +1346,10 @@ impl Tx for SqliteTx {
             }
         }
         // All the batch's leads in a few statements (UPDATE … FROM (VALUES …)), not one each:
-        // each statement is a round trip to sqlx's SQLite thread. Nothing is returned: every
-        // row a statement returns is one more hand-over between that thread and this one
-        // (sqlx sends rows one at a time), on the writer's critical path. Each touch's attempt
-        // number is worked out below from the lead's new count, in the outcomes' statement.
+        // each statement is a round trip to sqlx's SQLite thread. Nothing is returned (each
+        // touch's attempt number is worked out below from its lead's new count, in the
+        // outcomes' statement): no row handed back from that thread one at a time (not
+        // measurable in the dispatch rate, BENCHMARKS.md 2026-12-07, but one step fewer).
         for chunk in per_lead.chunks(400) {
             let mut q: QueryBuilder<Sqlite> = QueryBuilder::new("WITH v(lid, n) AS (");
             q.push_values(chunk, |mut b, (lead_id, n)| {
@@ -1359,21 +1377,17 @@ impl Tx for SqliteTx {
             .execute(&mut *self.tx)
             .await?;
         }
-        // The batch's messages, appended to `touch_bodies` (migration 0013 says why). Their ids
-        // are given here, in order: this transaction holds SQLite's one write lock, and the
-        // order of an INSERT's `RETURNING` rows is not promised.
+        // The batch's messages, appended to `touch_bodies` (migration 0013 says why), with the
+        // ids given here ([`SqliteTx::next_ids`]).
         let mut body_ids: std::collections::HashMap<i64, i64> = std::collections::HashMap::new();
         let with_body: Vec<&TouchResult> = results
             .iter()
             .filter(|r| r.subject.is_some() || r.content.is_some())
             .collect();
         if !with_body.is_empty() {
-            let first: i64 =
-                sqlx::query_scalar("SELECT COALESCE(MAX(id), 0) + 1 FROM touch_bodies")
-                    .fetch_one(&mut *self.tx)
-                    .await?;
-            for (i, r) in with_body.iter().enumerate() {
-                body_ids.insert(r.touch_id, first + i as i64);
+            let ids = self.next_ids("touch_bodies", with_body.len()).await?;
+            for (r, id) in with_body.iter().zip(ids) {
+                body_ids.insert(r.touch_id, id);
             }
             for chunk in with_body.chunks(100) {
                 let mut q: QueryBuilder<Sqlite> =
@@ -1439,12 +1453,7 @@ impl Tx for SqliteTx {
         if tasks.is_empty() {
             return Ok(vec![]);
         }
-        // The ids are given here, in order, not returned (see `touches_record`: each returned
-        // row is a hand-over between threads): this transaction holds SQLite's one write lock.
-        let first: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(id), 0) + 1 FROM tasks")
-            .fetch_one(&mut *self.tx)
-            .await?;
-        let ids: Vec<i64> = (first..first + tasks.len() as i64).collect();
+        let ids: Vec<i64> = self.next_ids("tasks", tasks.len()).await?.collect();
         let mut by_touch: std::collections::HashMap<i64, i64> =
             std::collections::HashMap::with_capacity(tasks.len());
         for (t, id) in tasks.iter().zip(&ids) {
@@ -1755,15 +1764,8 @@ impl Tx for SqliteTx {
         if all.is_empty() {
             return Ok(vec![]);
         }
-        // Ids given here, in order, as AUTOINCREMENT would hand them out (past the highest
-        // ever used), rather than returned row by row (see `touch_tasks_insert`).
-        let first: i64 = sqlx::query_scalar(
-            "SELECT MAX(COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'notifications'), 0),
-                        COALESCE((SELECT MAX(id) FROM notifications), 0)) + 1",
-        )
-        .fetch_one(&mut *self.tx)
-        .await?;
-        let ids: Vec<i64> = (first..first + all.len() as i64).collect();
+        // (AUTOINCREMENT: the SSE ids never go back, even past an erased newest one.)
+        let ids: Vec<i64> = self.next_ids("notifications", all.len()).await?.collect();
         for (chunk, chunk_ids) in all.chunks(200).zip(ids.chunks(200)) {
             let mut q: QueryBuilder<Sqlite> = QueryBuilder::new(
                 "INSERT INTO notifications (id, user_id, event, lead_id, lead_name, kind, at, detail) ",
