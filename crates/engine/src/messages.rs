@@ -25,7 +25,7 @@ pub fn tracked_email(
     body: &str,
     now: i64,
 ) -> (Message, Tracking) {
-    let token = crate::random_token();
+    let token = crate::tracking_token(now);
     let base = cfg.base();
     let unsubscribe_url = format!("{base}/u/{token}");
     let footer = Footer {

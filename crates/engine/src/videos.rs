@@ -89,7 +89,7 @@ impl Engine {
         {
             return Err(Error::NotFound);
         }
-        let token = random_token();
+        let token = crate::tracking_token(now_ms());
         tx.tracking_insert(&Tracking {
             token: token.clone(),
             kind: "video".into(),

@@ -53,10 +53,11 @@ async fn an_open_tracked_by_one_process_reaches_the_agents_stream_held_by_anothe
     for _ in 0..200 {
         if let Some(m) = b.outbox_for(lead_id).await.first() {
             let body = m["body"].as_str().unwrap();
-            token = body
-                .split("/u/")
-                .nth(1)
-                .map(|t| t.chars().take(32).collect::<String>());
+            token = body.split("/u/").nth(1).map(|t| {
+                t.chars()
+                    .take_while(char::is_ascii_hexdigit)
+                    .collect::<String>()
+            });
             break;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;

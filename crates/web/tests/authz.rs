@@ -596,7 +596,7 @@ async fn tracking_token(app: &TestApp, lead: i64) -> String {
                 .nth(1)
                 .expect("an unsubscribe link")
                 .chars()
-                .take(32)
+                .take_while(char::is_ascii_hexdigit)
                 .collect::<String>();
             return t;
         }
@@ -831,7 +831,11 @@ async fn tracking_intake_and_api_tokens_carry_at_least_128_random_bits() {
         assert!(t.bytes().all(|b| b.is_ascii_hexdigit()), "{t}");
         assert!(seen.insert(t));
     }
+    // Tracking tokens: the instant they were made (12 hex digits of milliseconds, so that
+    // one batch's tokens sit together in the index that finds them), then 128 random bits.
+    let mut made = Vec::new();
     for i in 0..5 {
+        let before = relentless_engine::now_ms();
         let (_, l) = app
             .post(
                 &app.admin,
@@ -840,10 +844,23 @@ async fn tracking_intake_and_api_tokens_carry_at_least_128_random_bits() {
             )
             .await;
         let t = tracking_token(&app, l["id"].as_i64().unwrap()).await;
-        assert_eq!(t.len(), 32, "{t}");
+        let after = relentless_engine::now_ms();
+        assert_eq!(t.len(), 44, "{t}");
         assert!(t.bytes().all(|b| b.is_ascii_hexdigit()), "{t}");
-        assert!(seen.insert(t));
+        let at = i64::from_str_radix(&t[..12], 16).unwrap();
+        assert!(
+            (before..=after).contains(&at),
+            "{t}: made at {at}, not in {before}..={after}"
+        );
+        assert!(
+            seen.insert(t[12..].to_string()),
+            "random part repeated: {t}"
+        );
+        made.push(t);
     }
+    let mut sorted = made.clone();
+    sorted.sort();
+    assert_eq!(made, sorted, "tokens made later sort after earlier ones");
     // API tokens: rl_ + 64 hex digits (256 bits).
     let api = app.engine.create_token("admin@example.com").await.unwrap();
     assert_eq!(api.len(), 3 + 64);
@@ -1146,7 +1163,7 @@ async fn a_lead_named_script_is_text_in_the_email_and_the_video_and_unsubscribe_
         .nth(1)
         .expect("a tracking link")
         .chars()
-        .take(32)
+        .take_while(char::is_ascii_hexdigit)
         .collect();
 
     let unsubscribe = app

@@ -164,7 +164,7 @@ async fn lead_to_text_and_email_to_engagement_to_stop() {
         .nth(1)
         .unwrap()
         .chars()
-        .take(32)
+        .take_while(char::is_ascii_hexdigit)
         .collect::<String>();
     assert!(
         html.contains(&format!("{}/t/{token}/o.gif", app.base)),

@@ -388,7 +388,7 @@ async fn emailed(app: &TestApp, email: &str, phone: &str) -> (i64, i64, String) 
         .nth(1)
         .unwrap()
         .chars()
-        .take(32)
+        .take_while(char::is_ascii_hexdigit)
         .collect::<String>();
     (id, out[0]["touch_id"].as_i64().unwrap(), token)
 }
@@ -610,6 +610,54 @@ async fn a_human_open_is_engagement_a_machine_open_is_only_recorded() {
 }
 
 #[tokio::test]
+async fn a_token_in_the_earlier_format_still_counts_opens_and_clicks() {
+    // Emails already in inboxes carry 32-digit tokens (before the time-first format): an open
+    // and a click on them must still reach the lead.
+    let app = app().await;
+    let (id, touch_id, token) = emailed(&app, "legacy@example.com", "+15125550193").await;
+    assert_eq!(
+        token.len(),
+        44,
+        "new emails carry the time-first format: {token}"
+    );
+    let old = relentless_engine::random_token();
+    assert_eq!(old.len(), 32);
+    let mut tx = app.engine.store.write().await.unwrap();
+    tx.tracking_insert(&relentless_store::Tracking {
+        token: old.clone(),
+        kind: "email".into(),
+        lead_id: id,
+        touch_id: Some(touch_id),
+        links: vec!["https://example.com/listing".into()],
+        video_id: None,
+        created_at: relentless_engine::now_ms(),
+    })
+    .await
+    .unwrap();
+    tx.commit().await.unwrap();
+    let ua = "Mozilla/5.0 (iPhone; CPU iPhone OS 17_5 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Mobile/15E148";
+    app.client
+        .get(format!("{}/t/{old}/o.gif", app.base))
+        .header("user-agent", ua)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(get_lead(&app, id).await["level"], "hot");
+    assert!(timeline_kinds(&app, id).await.contains(&"open".to_string()));
+    let res = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+        .get(format!("{}/t/{old}/c/0", app.base))
+        .header("user-agent", ua)
+        .send()
+        .await
+        .unwrap();
+    assert!(res.status().is_redirection(), "{}", res.status());
+    assert_eq!(res.headers()["location"], "https://example.com/listing");
+}
+
+#[tokio::test]
 async fn clicks_redirect_only_to_the_stored_link_and_unsubscribe_is_one_click() {
     let app = app().await;
     let (s, _) = app
@@ -645,7 +693,7 @@ async fn clicks_redirect_only_to_the_stored_link_and_unsubscribe_is_one_click() 
         .nth(1)
         .unwrap()
         .chars()
-        .take(32)
+        .take_while(char::is_ascii_hexdigit)
         .collect::<String>();
     let client = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
@@ -826,7 +874,7 @@ async fn an_agent_who_opted_in_gets_the_engagement_alert_by_text() {
         .nth(1)
         .unwrap()
         .chars()
-        .take(32)
+        .take_while(char::is_ascii_hexdigit)
         .collect::<String>();
     let ua = "Mozilla/5.0 (iPhone; CPU iPhone OS 18_1 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Mobile/15E148";
     app.client

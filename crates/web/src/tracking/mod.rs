@@ -36,8 +36,10 @@ fn ua(headers: &HeaderMap) -> &str {
         .unwrap_or("")
 }
 
+/// 44 hex digits ([`relentless_engine::tracking_token`]), or 32 for a token made before
+/// that format (in emails already sent).
 fn valid_token(t: &str) -> bool {
-    t.len() == 32 && t.bytes().all(|b| b.is_ascii_hexdigit())
+    (t.len() == 44 || t.len() == 32) && t.bytes().all(|b| b.is_ascii_hexdigit())
 }
 
 async fn open(

@@ -1215,7 +1215,10 @@ async fn opens_arriving_together_are_each_counted_once() {
             .unwrap()
             .to_string();
         let at = body.find("/u/").unwrap() + 3;
-        let token: String = body[at..].chars().take(32).collect();
+        let token: String = body[at..]
+            .chars()
+            .take_while(char::is_ascii_hexdigit)
+            .collect();
         leads.push((id(&l), token));
     }
     let ua = "Mozilla/5.0 (iPhone; CPU iPhone OS 17_5 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Mobile/15E148";
