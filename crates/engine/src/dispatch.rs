@@ -912,7 +912,10 @@ async fn record(
                 lead_id: r.lead_id,
                 kind: format!("touch_{}", r.status),
                 detail,
-                data: Some(serde_json::json!({"touch_id": r.touch_id, "subject": r.subject, "body": r.content})),
+                // The message itself is the touch's (`GET …/touches`, stored once in
+                // `touch_bodies`); a copy here was a third one, with the outbox's, and a tenth
+                // of what a fired touch wrote (BENCHMARKS.md, 2026-12-07).
+                data: Some(serde_json::json!({"touch_id": r.touch_id})),
                 actor_id: None,
                 at: now,
             }

@@ -61,6 +61,20 @@ async fn new_lead_gets_speed_to_lead_text_at_once_and_relentless_21() {
         outbox[0]["body"]
     );
     assert_eq!(outbox[0]["status"], "not_delivered");
+    // The touch holds the message; its timeline entry says what happened and points at it.
+    assert_eq!(first["content"], outbox[0]["body"]);
+    let (_, timeline) = app
+        .get(&app.admin, &format!("/api/v1/leads/{}/timeline", id(&lead)))
+        .await;
+    let sent: Vec<&Value> = timeline["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|a| a["kind"] == "touch_sent")
+        .collect();
+    assert_eq!(sent.len(), 1, "{timeline:#}");
+    assert_eq!(sent[0]["detail"], "Text sent to the outbox (not delivered)");
+    assert_eq!(sent[0]["data"], json!({"touch_id": first["id"]}));
     let (_, l) = app
         .get(&app.admin, &format!("/api/v1/leads/{}", id(&lead)))
         .await;
