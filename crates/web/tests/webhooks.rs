@@ -80,6 +80,19 @@ async fn timeline_kinds(app: &TestApp, id: i64) -> Vec<String> {
         .collect()
 }
 
+/// Mail on a phone, as an open pixel sees it (a person reading, not a privacy prefetch).
+const PHONE_MAIL: &str = "Mozilla/5.0 (iPhone; CPU iPhone OS 17_5 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Mobile/15E148";
+
+/// Loads the open pixel of `token` as `ua` does.
+async fn open_pixel(app: &TestApp, token: &str, ua: &str) -> reqwest::Response {
+    app.client
+        .get(format!("{}/t/{token}/o.gif", app.base))
+        .header("user-agent", ua)
+        .send()
+        .await
+        .unwrap()
+}
+
 #[tokio::test]
 async fn a_bad_or_missing_signature_is_refused_and_changes_nothing() {
     let app = app().await;
@@ -535,13 +548,7 @@ async fn a_human_open_is_engagement_a_machine_open_is_only_recorded() {
     let app = app().await;
     let (id, _, token) = emailed(&app, "open@example.com", "+15125550192").await;
     // Apple Mail Privacy Protection prefetches with a bare UA.
-    let res = app
-        .client
-        .get(format!("{}/t/{token}/o.gif", app.base))
-        .header("user-agent", "Mozilla/5.0")
-        .send()
-        .await
-        .unwrap();
+    let res = open_pixel(&app, &token, "Mozilla/5.0").await;
     assert_eq!(res.headers()["content-type"], "image/gif");
     assert_eq!(
         get_lead(&app, id).await["level"],
@@ -553,13 +560,7 @@ async fn a_human_open_is_engagement_a_machine_open_is_only_recorded() {
             .await
             .contains(&"open_machine".to_string())
     );
-    let ua = "Mozilla/5.0 (iPhone; CPU iPhone OS 17_5 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Mobile/15E148";
-    app.client
-        .get(format!("{}/t/{token}/o.gif", app.base))
-        .header("user-agent", ua)
-        .send()
-        .await
-        .unwrap();
+    open_pixel(&app, &token, PHONE_MAIL).await;
     let l = get_lead(&app, id).await;
     assert_eq!(l["level"], "hot");
     let (_, tasks) = app
@@ -578,12 +579,7 @@ async fn a_human_open_is_engagement_a_machine_open_is_only_recorded() {
         1
     );
     // A second open within the hour does not pile up call tasks.
-    app.client
-        .get(format!("{}/t/{token}/o.gif", app.base))
-        .header("user-agent", ua)
-        .send()
-        .await
-        .unwrap();
+    open_pixel(&app, &token, PHONE_MAIL).await;
     let (_, tasks) = app
         .get(
             &app.admin,
@@ -635,13 +631,7 @@ async fn a_token_in_the_earlier_format_still_counts_opens_and_clicks() {
     .await
     .unwrap();
     tx.commit().await.unwrap();
-    let ua = "Mozilla/5.0 (iPhone; CPU iPhone OS 17_5 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Mobile/15E148";
-    app.client
-        .get(format!("{}/t/{old}/o.gif", app.base))
-        .header("user-agent", ua)
-        .send()
-        .await
-        .unwrap();
+    open_pixel(&app, &old, PHONE_MAIL).await;
     assert_eq!(get_lead(&app, id).await["level"], "hot");
     assert!(timeline_kinds(&app, id).await.contains(&"open".to_string()));
     let res = reqwest::Client::builder()
@@ -649,7 +639,7 @@ async fn a_token_in_the_earlier_format_still_counts_opens_and_clicks() {
         .build()
         .unwrap()
         .get(format!("{}/t/{old}/c/0", app.base))
-        .header("user-agent", ua)
+        .header("user-agent", PHONE_MAIL)
         .send()
         .await
         .unwrap();
@@ -876,13 +866,7 @@ async fn an_agent_who_opted_in_gets_the_engagement_alert_by_text() {
         .chars()
         .take_while(char::is_ascii_hexdigit)
         .collect::<String>();
-    let ua = "Mozilla/5.0 (iPhone; CPU iPhone OS 18_1 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Mobile/15E148";
-    app.client
-        .get(format!("{}/t/{token_t}/o.gif", app.base))
-        .header("user-agent", ua)
-        .send()
-        .await
-        .unwrap();
+    open_pixel(&app, &token_t, PHONE_MAIL).await;
     let mut alert = None;
     for _ in 0..100 {
         alert = app
