@@ -544,6 +544,69 @@ async fn a_reply_from_another_address_is_matched_by_the_message_id_it_answers() 
 }
 
 #[tokio::test]
+async fn a_reply_to_the_reply_address_reaches_its_lead_whoever_sends_it() {
+    // With a reply domain, emails carry `Reply-To: r+{tracking token}@{domain}`; a reply that
+    // cites none of our Message-IDs, from an address the lead never gave, is still theirs.
+    let app = TestApp::spawn_with(
+        Config {
+            twilio_auth_token: Some(AUTH.into()),
+            inbound_email_token: Some(INBOUND.into()),
+            reply_domain: Some("replies.example.com".into()),
+            ..Config::default()
+        },
+        Arc::new(relentless_engine::channels::Router::outbox()),
+    )
+    .await;
+    let (id, _, token) = emailed(&app, "morgan.reyes@example.org", "+15125550194").await;
+    assert_eq!(token.len(), 44, "{token}");
+    // (Each reply its own Message-ID: a second email with the same one is a replay.)
+    let reply = |to: &str| {
+        std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../engine/tests/fixtures/email/gmail_reply.eml"
+        ))
+        .unwrap()
+        .replace(
+            "<relentless.42.abcdef123456@example.com>",
+            "<CAF1x2y3z4@mail.example.net>",
+        )
+        .replace("Dana.Whitfield@gmail.com", "m.reyes.home@example.net")
+        .replace("r+7f3c9a2b1e6d4c8f9a0b1c2d3e4f5a6b@replies.example.com", to)
+        .replace("Message-ID: <", &format!("Message-ID: <{}.", &to[2..10]))
+    };
+    let post = |raw: String| {
+        app.client
+            .post(format!(
+                "{}/webhooks/email/inbound?token={INBOUND}",
+                app.base
+            ))
+            .body(raw)
+            .send()
+    };
+    // A token nobody was given matches nothing.
+    let unknown = format!(
+        "r+{}@replies.example.com",
+        relentless_engine::tracking_token(0)
+    );
+    assert_eq!(
+        post(reply(&unknown)).await.unwrap().status(),
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(get_lead(&app, id).await["stage"], "attempting");
+    let ours = format!("r+{token}@replies.example.com");
+    assert_eq!(
+        post(reply(&ours)).await.unwrap().status(),
+        StatusCode::NO_CONTENT
+    );
+    let l = get_lead(&app, id).await;
+    assert_eq!(
+        (l["stage"].as_str(), l["preferred_channel"].as_str()),
+        (Some("contacted"), Some("email")),
+        "matched by the reply address alone: {l}"
+    );
+}
+
+#[tokio::test]
 async fn a_human_open_is_engagement_a_machine_open_is_only_recorded() {
     let app = app().await;
     let (id, _, token) = emailed(&app, "open@example.com", "+15125550192").await;
