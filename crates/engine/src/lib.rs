@@ -169,7 +169,7 @@ pub fn random_token() -> String {
     hex::encode(rand::random::<[u8; 16]>())
 }
 
-/// A tracking token (opens, clicks, unsubscribe, video pages): the instant it was made, in
+/// An email's tracking token (opens, clicks, unsubscribe, replies): the instant it was made, in
 /// milliseconds as 12 hex digits, then [`random_token`]'s 128 random bits: 44 hex digits.
 /// The time first puts the tokens of one dispatch batch next to each other in the index that
 /// finds them, so storing them dirties a page or two instead of one random page per email

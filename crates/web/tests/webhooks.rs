@@ -846,6 +846,12 @@ async fn a_personal_video_is_uploaded_sent_streamed_and_a_play_is_engagement() {
         .await;
     assert_eq!(s, StatusCode::OK, "{sent}");
     let url = sent["url"].as_str().unwrap().to_string();
+    // The link goes out in a text: its token stays 32 digits (an email's carries 12 more).
+    let token = url.rsplit('/').next().unwrap();
+    assert!(
+        token.len() == 32 && token.bytes().all(|b| b.is_ascii_hexdigit()),
+        "{url}"
+    );
     let out = app.outbox_for(id).await;
     assert!(
         out.iter()
