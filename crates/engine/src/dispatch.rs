@@ -913,8 +913,9 @@ async fn record(
                 kind: format!("touch_{}", r.status),
                 detail,
                 // The message itself is the touch's (`GET …/touches`, stored once in
-                // `touch_bodies`); a copy here was a third one, with the outbox's, and a tenth
-                // of what a fired touch wrote (BENCHMARKS.md, 2026-12-07).
+                // `touch_bodies`); a copy here was a third one, with the outbox's, and most of
+                // the timeline's size (60 → 11 MB per 200,000 fired touches, BENCHMARKS.md
+                // 2026-12-07).
                 data: Some(serde_json::json!({"touch_id": r.touch_id})),
                 actor_id: None,
                 at: now,
