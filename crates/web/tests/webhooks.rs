@@ -80,6 +80,26 @@ async fn timeline_kinds(app: &TestApp, id: i64) -> Vec<String> {
         .collect()
 }
 
+/// An email from the engine's fixtures (`engine/tests/fixtures/email/{name}.eml`).
+fn email_fixture(name: &str) -> String {
+    std::fs::read_to_string(format!(
+        "{}/../engine/tests/fixtures/email/{name}.eml",
+        env!("CARGO_MANIFEST_DIR")
+    ))
+    .unwrap()
+}
+
+/// Posts a raw email to the inbound-email webhook with `token`; the answer's status.
+async fn post_inbound(app: &TestApp, token: &str, raw: String) -> StatusCode {
+    app.client
+        .post(format!("{}/webhooks/email/inbound?token={token}", app.base))
+        .body(raw)
+        .send()
+        .await
+        .unwrap()
+        .status()
+}
+
 /// Mail on a phone, as an open pixel sees it (a person reading, not a privacy prefetch).
 const PHONE_MAIL: &str = "Mozilla/5.0 (iPhone; CPU iPhone OS 17_5 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Mobile/15E148";
 
@@ -412,20 +432,10 @@ async fn inbound_email_reply_stops_plans_auto_replies_do_not_and_bounces_mark_th
     let (id, touch, _) = emailed(&app, "dana.whitfield@gmail.com", "+15125550190").await;
     let mid =
         relentless_engine::channels::email::compose::message_id(touch, &app.base, "localhost");
-    let raw = std::fs::read_to_string(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../engine/tests/fixtures/email/gmail_reply.eml"
-    ))
-    .unwrap()
-    .replace("<relentless.42.abcdef123456@example.com>", &mid);
-    let post = |token: &str, raw: String| {
-        app.client
-            .post(format!("{}/webhooks/email/inbound?token={token}", app.base))
-            .body(raw)
-            .send()
-    };
+    let raw =
+        email_fixture("gmail_reply").replace("<relentless.42.abcdef123456@example.com>", &mid);
     assert_eq!(
-        post("wrong", raw.clone()).await.unwrap().status(),
+        post_inbound(&app, "wrong", raw.clone()).await,
         StatusCode::NOT_FOUND
     );
     assert_eq!(
@@ -433,14 +443,10 @@ async fn inbound_email_reply_stops_plans_auto_replies_do_not_and_bounces_mark_th
         "attempting",
         "nothing stored for a wrong token"
     );
-    let ooo = std::fs::read_to_string(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../engine/tests/fixtures/email/gmail_vacation_auto_reply.eml"
-    ))
-    .unwrap()
-    .replace("<relentless.42.abcdef123456@example.com>", &mid);
+    let ooo = email_fixture("gmail_vacation_auto_reply")
+        .replace("<relentless.42.abcdef123456@example.com>", &mid);
     assert_eq!(
-        post(INBOUND, ooo).await.unwrap().status(),
+        post_inbound(&app, INBOUND, ooo).await,
         StatusCode::NO_CONTENT
     );
     assert_eq!(
@@ -449,7 +455,7 @@ async fn inbound_email_reply_stops_plans_auto_replies_do_not_and_bounces_mark_th
         "an auto-reply is not an answer"
     );
     assert_eq!(
-        post(INBOUND, raw.clone()).await.unwrap().status(),
+        post_inbound(&app, INBOUND, raw.clone()).await,
         StatusCode::NO_CONTENT
     );
     let l = get_lead(&app, id).await;
@@ -474,14 +480,10 @@ async fn inbound_email_reply_stops_plans_auto_replies_do_not_and_bounces_mark_th
     let (bid, btouch, _) = emailed(&app, "jordan.reyes@example.net", "+15125550191").await;
     let bmid =
         relentless_engine::channels::email::compose::message_id(btouch, &app.base, "localhost");
-    let bounce = std::fs::read_to_string(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../engine/tests/fixtures/email/postfix_hard_bounce.eml"
-    ))
-    .unwrap()
-    .replace("<relentless.42.abcdef123456@example.com>", &bmid);
+    let bounce = email_fixture("postfix_hard_bounce")
+        .replace("<relentless.42.abcdef123456@example.com>", &bmid);
     assert_eq!(
-        post(INBOUND, bounce).await.unwrap().status(),
+        post_inbound(&app, INBOUND, bounce).await,
         StatusCode::NO_CONTENT
     );
     let b = get_lead(&app, bid).await;
@@ -503,27 +505,14 @@ async fn a_reply_from_another_address_is_matched_by_the_message_id_it_answers() 
         relentless_engine::channels::email::compose::message_id(touch, &app.base, "localhost");
     // (Each reply its own Message-ID: a second email with the same one is a replay.)
     let reply = |cited: &str, own: &str| {
-        std::fs::read_to_string(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../engine/tests/fixtures/email/gmail_reply.eml"
-        ))
-        .unwrap()
-        .replace("<relentless.42.abcdef123456@example.com>", cited)
-        .replace("Dana.Whitfield@gmail.com", "casey.at.work@example.com")
-        .replace("Message-ID: <", &format!("Message-ID: <{own}."))
-    };
-    let post = |raw: String| {
-        app.client
-            .post(format!(
-                "{}/webhooks/email/inbound?token={INBOUND}",
-                app.base
-            ))
-            .body(raw)
-            .send()
+        email_fixture("gmail_reply")
+            .replace("<relentless.42.abcdef123456@example.com>", cited)
+            .replace("Dana.Whitfield@gmail.com", "casey.at.work@example.com")
+            .replace("Message-ID: <", &format!("Message-ID: <{own}."))
     };
     let forged = format!("<relentless.{touch}.000000000000@localhost>");
     assert_eq!(
-        post(reply(&forged, "first")).await.unwrap().status(),
+        post_inbound(&app, INBOUND, reply(&forged, "first")).await,
         StatusCode::NO_CONTENT
     );
     assert_eq!(
@@ -532,7 +521,7 @@ async fn a_reply_from_another_address_is_matched_by_the_message_id_it_answers() 
         "the touch's id with a Message-ID it was not sent with matches nothing"
     );
     assert_eq!(
-        post(reply(&mid, "second")).await.unwrap().status(),
+        post_inbound(&app, INBOUND, reply(&mid, "second")).await,
         StatusCode::NO_CONTENT
     );
     let l = get_lead(&app, id).await;
@@ -561,27 +550,14 @@ async fn a_reply_to_the_reply_address_reaches_its_lead_whoever_sends_it() {
     assert_eq!(token.len(), 44, "{token}");
     // (Each reply its own Message-ID: a second email with the same one is a replay.)
     let reply = |to: &str| {
-        std::fs::read_to_string(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../engine/tests/fixtures/email/gmail_reply.eml"
-        ))
-        .unwrap()
-        .replace(
-            "<relentless.42.abcdef123456@example.com>",
-            "<CAF1x2y3z4@mail.example.net>",
-        )
-        .replace("Dana.Whitfield@gmail.com", "m.reyes.home@example.net")
-        .replace("r+7f3c9a2b1e6d4c8f9a0b1c2d3e4f5a6b@replies.example.com", to)
-        .replace("Message-ID: <", &format!("Message-ID: <{}.", &to[2..10]))
-    };
-    let post = |raw: String| {
-        app.client
-            .post(format!(
-                "{}/webhooks/email/inbound?token={INBOUND}",
-                app.base
-            ))
-            .body(raw)
-            .send()
+        email_fixture("gmail_reply")
+            .replace(
+                "<relentless.42.abcdef123456@example.com>",
+                "<CAF1x2y3z4@mail.example.net>",
+            )
+            .replace("Dana.Whitfield@gmail.com", "m.reyes.home@example.net")
+            .replace("r+7f3c9a2b1e6d4c8f9a0b1c2d3e4f5a6b@replies.example.com", to)
+            .replace("Message-ID: <", &format!("Message-ID: <{}.", &to[2..10]))
     };
     // A token nobody was given matches nothing.
     let unknown = format!(
@@ -589,13 +565,13 @@ async fn a_reply_to_the_reply_address_reaches_its_lead_whoever_sends_it() {
         relentless_engine::tracking_token(0)
     );
     assert_eq!(
-        post(reply(&unknown)).await.unwrap().status(),
+        post_inbound(&app, INBOUND, reply(&unknown)).await,
         StatusCode::NO_CONTENT
     );
     assert_eq!(get_lead(&app, id).await["stage"], "attempting");
     let ours = format!("r+{token}@replies.example.com");
     assert_eq!(
-        post(reply(&ours)).await.unwrap().status(),
+        post_inbound(&app, INBOUND, reply(&ours)).await,
         StatusCode::NO_CONTENT
     );
     let l = get_lead(&app, id).await;
