@@ -599,11 +599,12 @@ impl Dispatcher {
                     tracing::warn!(tries, "recording a batch hit a busy database; retrying");
                     tokio::time::sleep(Duration::from_millis(20 * tries)).await;
                 }
-                r => break r?,
+                r => break r,
             }
         };
+        // Timed whether it succeeded or not, as `decide_ahead` is.
         time_part("record_sent", started);
-        Ok(fx)
+        fx
     }
 
     /// The claiming transaction's writes: tracking tokens, `sending` marks, and everything
