@@ -159,8 +159,11 @@ const LEADS: &str = "INSERT INTO leads (first_name, last_name, phone, timezone, 
      SELECT CAST(i AS TEXT), 'Bench', '+1555' || CAST(1000000000 + i AS TEXT), $1, 'bench', 'warm', 'attempting', 8, $2, $2";
 const ENROLLMENTS: &str = "INSERT INTO enrollments (lead_id, plan, plan_version, state, started_at)
      SELECT id, 'bench', 1, 'active', $1 FROM leads WHERE id > $2";
-const TOUCHES: &str = "INSERT INTO touches (enrollment_id, lead_id, plan, step, channel, template, planned_at, due_at, created_at)
-     SELECT e.id, e.lead_id, 'bench', 0, 'text', 'bench-text', $1, $1 + ((CAST(l.first_name AS BIGINT) - $4) * $2) / $3, $1
+// SQLite's `touches` hands out no ids (migration 0016): they are numbered on from the largest.
+// (PostgreSQL's form is in `insert_batch`.)
+const SQLITE_TOUCHES: &str = "INSERT INTO touches (id, enrollment_id, lead_id, plan, step, channel, template, planned_at, due_at, created_at)
+     SELECT (SELECT COALESCE(MAX(id), 0) FROM touches) + ROW_NUMBER() OVER (ORDER BY e.id),
+       e.id, e.lead_id, 'bench', 0, 'text', 'bench-text', $1, $1 + ((CAST(l.first_name AS BIGINT) - $4) * $2) / $3, $1
      FROM enrollments e JOIN leads l ON l.id = e.lead_id WHERE e.id > $5";
 
 impl Db {
@@ -259,7 +262,7 @@ impl Db {
                     .bind(max_lead)
                     .execute(&mut *tx)
                     .await?;
-                sqlx::query(sqlx::AssertSqlSafe(TOUCHES.replace('$', "?")))
+                sqlx::query(sqlx::AssertSqlSafe(SQLITE_TOUCHES.replace('$', "?")))
                     .bind(first_due)
                     .bind(span)
                     .bind(n)

@@ -169,6 +169,15 @@ const LATER_ENROLLMENTS: &str =
 const LATER_TOUCHES: &str = "INSERT INTO touches (enrollment_id, lead_id, plan, step, channel, template, planned_at, due_at, created_at)
      SELECT e.id, e.lead_id, 'later', k.k, 'email', 'bench-email', $1 + (k.k + 1) * 86400000, $1 + (k.k + 1) * 86400000, $1
      FROM enrollments e JOIN ks k ON k.k < {future} WHERE e.plan = 'later'";
+/// SQLite's `touches` hands out no ids (migration 0016): the same rows as the two above,
+/// numbered on from the largest id.
+const SQLITE_TOUCHES: &str = "INSERT INTO touches (id, enrollment_id, lead_id, plan, step, channel, template, planned_at, due_at, created_at)
+     SELECT (SELECT COALESCE(MAX(id), 0) FROM touches) + ROW_NUMBER() OVER (ORDER BY id),
+       id, lead_id, 'bench', 0, 'email', 'bench-email', $1, $1, $1 FROM enrollments WHERE plan = 'bench'";
+const SQLITE_LATER_TOUCHES: &str = "INSERT INTO touches (id, enrollment_id, lead_id, plan, step, channel, template, planned_at, due_at, created_at)
+     SELECT (SELECT COALESCE(MAX(id), 0) FROM touches) + ROW_NUMBER() OVER (ORDER BY e.id, k.k),
+       e.id, e.lead_id, 'later', k.k, 'email', 'bench-email', $1 + (k.k + 1) * 86400000, $1 + (k.k + 1) * 86400000, $1
+     FROM enrollments e JOIN ks k ON k.k < {future} WHERE e.plan = 'later'";
 
 /// Writes the run's sizes into a statement: integers parsed from the command line.
 fn numbers(sql: &str, a: &Args) -> String {
@@ -221,10 +230,10 @@ async fn seed_sqlite(url: &str, a: &Args) -> Result<(), BoxErr> {
     // `$N` would be numbered by first appearance on SQLite; `?N` is explicit.
     for sql in [
         ENROLLMENTS.to_string(),
-        TOUCHES.to_string(),
+        SQLITE_TOUCHES.to_string(),
         LATER_ENROLLMENTS.to_string(),
         format!(
-            "WITH RECURSIVE ks(k) AS (SELECT 0 UNION ALL SELECT k + 1 FROM ks WHERE k < 999) {LATER_TOUCHES}"
+            "WITH RECURSIVE ks(k) AS (SELECT 0 UNION ALL SELECT k + 1 FROM ks WHERE k < 999) {SQLITE_LATER_TOUCHES}"
         ),
     ] {
         sqlx::query(sqlx::AssertSqlSafe(numbers(&sql, a).replace('$', "?")))

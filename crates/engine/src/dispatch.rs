@@ -715,6 +715,7 @@ impl Dispatcher {
         out.lead_ids.insert(t.lead_id);
         let mut result = TouchResult {
             touch_id: t.id,
+            due_at: t.due_at,
             lead_id: t.lead_id,
             status: TouchStatus::Skipped,
             reason: None,

@@ -188,6 +188,9 @@ pub struct Touch {
 #[derive(Debug, Clone, PartialEq)]
 pub struct TouchResult {
     pub touch_id: i64,
+    /// The touch's `due_at` as claimed: with the id, its key on SQLite (migration 0016), so
+    /// its row is found without a lookup in the id index.
+    pub due_at: Millis,
     pub lead_id: i64,
     pub status: TouchStatus,
     pub reason: Option<String>,

@@ -117,6 +117,8 @@ both!(
     a_plan_completes_only_when_none_of_its_own_touches_is_left,
     a_touch_is_found_by_its_id_and_its_own_message_id,
     a_text_is_found_by_its_providers_id_and_an_email_is_not,
+    an_outcome_is_recorded_even_when_its_touch_moved_after_the_claim,
+    touches_get_ids_of_their_own_in_order_whatever_their_due_time,
 );
 
 fn lead(first: &str, last: &str, email: &str, phone: &str) -> Lead {
@@ -458,6 +460,7 @@ async fn claims_are_exclusive_and_leases_expire(b: Backend) {
     tx.touches_record(
         &[TouchResult {
             touch_id: c[0].id,
+            due_at: c[0].due_at,
             lead_id,
             status: TouchStatus::Sent,
             reason: None,
@@ -1053,6 +1056,29 @@ async fn sqlite_hot_paths_use_indexes_not_table_scans() {
     let s = t.sqlite.as_ref().unwrap();
     let due = sqlite_plan(s, "SELECT id FROM touches WHERE status = 'scheduled' AND task_id IS NULL AND due_at <= 5 ORDER BY due_at LIMIT 500").await;
     assert!(due.contains("touches_due"), "due-touch query: {due}");
+    // Touches are stored by `(due_at, id)` (migration 0016): found by id through their own
+    // index, and an outcome (which names both) straight by the key.
+    let by_id = sqlite_plan(s, "SELECT status FROM touches WHERE id = 5").await;
+    assert!(by_id.contains("touches_id"), "{by_id}");
+    let outcome = sqlite_plan(
+        s,
+        "WITH v(id, due_at, status) AS (VALUES (1, 2, 'sent')) UPDATE touches INDEXED BY sqlite_autoindex_touches_1
+         SET status = v.status FROM v WHERE touches.id = v.id AND touches.due_at = v.due_at",
+    )
+    .await;
+    assert!(
+        outcome.contains("PRIMARY KEY (due_at=? AND id=?)"),
+        "{outcome}"
+    );
+    let of_lead = sqlite_plan(
+        s,
+        "SELECT id FROM touches WHERE lead_id = 3 ORDER BY due_at, id",
+    )
+    .await;
+    assert!(
+        of_lead.contains("touches_lead") && !of_lead.contains("TEMP B-TREE"),
+        "{of_lead}"
+    );
     let first_page = sqlite_plan(
         s,
         "SELECT id FROM leads l WHERE 1 = 1 ORDER BY l.id DESC LIMIT 50",
@@ -1575,6 +1601,7 @@ async fn postgres_settings_come_from_the_environment_and_bad_urls_are_refused() 
 fn sent(touch: &Touch, status: TouchStatus, channel: Channel) -> TouchResult {
     TouchResult {
         touch_id: touch.id,
+        due_at: touch.due_at,
         lead_id: touch.lead_id,
         status,
         reason: None,
@@ -1691,6 +1718,111 @@ async fn recorded_messages_read_back_and_a_first_attempt_moves_only_new_leads(b:
     }
 }
 
+/// An outcome names its touch's id and the `due_at` it was claimed with (SQLite finds the row
+/// by both, migration 0016). Were the touch moved in between, the outcome must still land on
+/// it, once: its status, its message, the lead's attempt and the report's count.
+async fn an_outcome_is_recorded_even_when_its_touch_moved_after_the_claim(b: Backend) {
+    let s = TestStore::new(b).await;
+    let id = lead_with_due_touches(&*s, "moved@example.com", 2).await;
+    let mut tx = s.write().await.unwrap();
+    let claimed = tx.claim_due(10, 10, "w", 1_000).await.unwrap();
+    assert_eq!(claimed.len(), 2);
+    let mut stale = sent(&claimed[0], TouchStatus::Sent, Channel::Email);
+    stale.due_at += 777; // not the touch's due time
+    tx.touches_record(
+        &[stale, sent(&claimed[1], TouchStatus::Sent, Channel::Email)],
+        20,
+    )
+    .await
+    .unwrap();
+    tx.commit().await.unwrap();
+    let mut r = s.read().await.unwrap();
+    let touches = r.touches_for_lead(id).await.unwrap();
+    assert_eq!(
+        touches
+            .iter()
+            .map(|t| (t.id, t.status, t.attempt, t.content.as_deref()))
+            .collect::<Vec<_>>(),
+        [
+            (claimed[0].id, TouchStatus::Sent, Some(1), Some("hi")),
+            (claimed[1].id, TouchStatus::Sent, Some(2), Some("hi")),
+        ]
+    );
+    assert_eq!(r.lead(id).await.unwrap().unwrap().attempts, 2);
+    let mut rows = r.report_rows(0, 20).await.unwrap();
+    rows.touches.sort();
+    assert_eq!(
+        rows.touches,
+        [
+            ("p".to_string(), 0, "email".to_string(), 1, 0),
+            ("p".to_string(), 1, "email".to_string(), 1, 0),
+        ]
+    );
+}
+
+/// Touches are stored by when they fall due on SQLite (migration 0016), where the store gives
+/// their ids: each touch still gets an id of its own, in the order it was planned, after every
+/// id before it, and keeps it when rescheduled.
+async fn touches_get_ids_of_their_own_in_order_whatever_their_due_time(b: Backend) {
+    let s = TestStore::new(b).await;
+    let mut tx = s.write().await.unwrap();
+    tx.team_save(&team(), 0).await.unwrap();
+    let mut ids = vec![];
+    for (email, phone) in [
+        ("late@example.com", "+15125550110"),
+        ("early@example.com", "+15125550111"),
+    ] {
+        let lead = tx.lead_insert(&lead("A", "B", email, phone)).await.unwrap();
+        // The first lead's touches fall due after the second's, and out of step order.
+        let base = if ids.is_empty() { 5_000 } else { 0 };
+        let touches: Vec<NewTouch> = [300, 100, 200]
+            .iter()
+            .enumerate()
+            .map(|(i, at)| NewTouch {
+                step: i as i64,
+                channel: Channel::Text,
+                template: "t".into(),
+                planned_at: base + at,
+                due_at: base + at,
+                reason: None,
+            })
+            .collect();
+        tx.enrollment_insert(lead, "p", 1, 0, &touches)
+            .await
+            .unwrap();
+        ids.push(lead);
+    }
+    tx.commit().await.unwrap();
+    let mut r = s.read().await.unwrap();
+    let mut all = vec![];
+    for lead in &ids {
+        let mut t = r.touches_for_lead(*lead).await.unwrap();
+        t.sort_by_key(|t| t.step);
+        all.extend(t.into_iter().map(|t| (t.id, t.due_at)));
+    }
+    drop(r);
+    let first = all[0].0;
+    assert_eq!(
+        all,
+        [
+            (first, 5_300),
+            (first + 1, 5_100),
+            (first + 2, 5_200),
+            (first + 3, 300),
+            (first + 4, 100),
+            (first + 5, 200),
+        ],
+        "ids in the order the touches were planned"
+    );
+    let mut tx = s.write().await.unwrap();
+    tx.touch_reschedule(first, 50, "moved").await.unwrap();
+    tx.commit().await.unwrap();
+    let mut r = s.read().await.unwrap();
+    let moved = r.touch(first).await.unwrap().unwrap();
+    assert_eq!((moved.due_at, moved.lead_id), (50, ids[0]));
+    assert_eq!(r.touches_for_lead(ids[0]).await.unwrap().len(), 3);
+}
+
 /// A file written before migration 0013 (messages inside the touch rows) keeps every message
 /// when it is opened by this version: they move to `touch_bodies` and read back the same.
 #[tokio::test]
@@ -1748,6 +1880,121 @@ async fn sqlite_messages_written_before_touch_bodies_survive_the_migration() {
     assert_eq!(
         r.touch(2).await.unwrap().unwrap().content.as_deref(),
         Some("See you at 10")
+    );
+}
+
+/// A file written before migration 0016 (touches stored by id) reads back the same after it:
+/// every touch with its id, status, attempt and message, the report's counts; new touches
+/// take ids after the old ones, the old due touch is still fired, and erasure still takes a
+/// lead's touches and messages.
+#[tokio::test]
+async fn sqlite_touches_written_before_they_were_stored_by_due_time_survive_the_migration() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("old.db").display());
+    let s = SqliteStore::open(&url).await.unwrap();
+    let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
+    drop(s);
+    let mut old = sqlx::migrate::Migrator::new(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations/sqlite"),
+    )
+    .await
+    .unwrap();
+    old.migrations = old
+        .migrations
+        .iter()
+        .filter(|m| m.version < 16)
+        .cloned()
+        .collect::<Vec<_>>()
+        .into();
+    old.run(&pool).await.unwrap();
+    for sql in [
+        "INSERT INTO leads (id, first_name, last_name, timezone, attempts, created_at, updated_at) VALUES (1, 'Ana', 'Ruiz', 'America/Chicago', 1, 0, 0)",
+        "INSERT INTO enrollments (id, lead_id, plan, plan_version, state, started_at) VALUES (1, 1, 'p', 1, 'active', 0)",
+        "INSERT INTO touch_bodies (id, subject, content) VALUES (1, 'Welcome', 'Hi Ana')",
+        // Ids out of due order, as a lead's touches were written together.
+        "INSERT INTO touches (id, enrollment_id, lead_id, plan, step, channel, template, planned_at, due_at, status, attempt, sent_channel, settled_at, body_id, created_at)
+         VALUES (7, 1, 1, 'p', 0, 'email', 't', 0, 0, 'sent', 1, 'email', 10, 1, 0),
+                (8, 1, 1, 'p', 1, 'text', 't', 900000, 900000, 'scheduled', NULL, NULL, NULL, NULL, 0),
+                (9, 1, 1, 'p', 2, 'text', 't', 50, 50, 'scheduled', NULL, NULL, NULL, NULL, 0)",
+    ] {
+        sqlx::query(sql).execute(&pool).await.unwrap();
+    }
+    pool.close().await;
+
+    let s = SqliteStore::open(&url).await.unwrap();
+    s.migrate().await.unwrap();
+    let mut r = s.read().await.unwrap();
+    let read = r.touches_for_lead(1).await.unwrap();
+    assert_eq!(
+        read.iter()
+            .map(|t| (t.id, t.due_at, t.status, t.attempt, t.content.as_deref()))
+            .collect::<Vec<_>>(),
+        [
+            (7, 0, TouchStatus::Sent, Some(1), Some("Hi Ana")),
+            (9, 50, TouchStatus::Scheduled, None, None),
+            (8, 900000, TouchStatus::Scheduled, None, None),
+        ]
+    );
+    assert_eq!(
+        r.report_rows(0, 100).await.unwrap().touches,
+        [("p".to_string(), 0, "email".to_string(), 1, 0)]
+    );
+    drop(r);
+
+    // The touch due before 100 is fired and recorded, under its old id.
+    let mut tx = s.write().await.unwrap();
+    let due = tx.claim_due(100, 10, "w", 1_000).await.unwrap();
+    assert_eq!(due.iter().map(|t| t.id).collect::<Vec<_>>(), [9]);
+    tx.touches_record(&[sent(&due[0], TouchStatus::Sent, Channel::Text)], 100)
+        .await
+        .unwrap();
+    // A new plan's touches take ids after the old ones.
+    tx.enrollment_insert(
+        1,
+        "q",
+        1,
+        100,
+        &[NewTouch {
+            step: 0,
+            channel: Channel::Email,
+            template: "t".into(),
+            planned_at: 20,
+            due_at: 20,
+            reason: None,
+        }],
+    )
+    .await
+    .unwrap();
+    tx.commit().await.unwrap();
+    let mut r = s.read().await.unwrap();
+    let read = r.touches_for_lead(1).await.unwrap();
+    assert_eq!(
+        read.iter()
+            .map(|t| (t.id, t.status, t.attempt))
+            .collect::<Vec<_>>(),
+        [
+            (7, TouchStatus::Sent, Some(1)),
+            (10, TouchStatus::Scheduled, None),
+            (9, TouchStatus::Sent, Some(2)),
+            (8, TouchStatus::Scheduled, None),
+        ]
+    );
+    drop(r);
+
+    let mut tx = s.write().await.unwrap();
+    tx.lead_delete(1).await.unwrap();
+    tx.commit().await.unwrap();
+    let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
+    let left: (i64, i64) = sqlx::query_as(
+        "SELECT (SELECT COUNT(*) FROM touches), (SELECT COUNT(*) FROM touch_bodies)",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(
+        left,
+        (0, 0),
+        "erasure takes the lead's touches and messages"
     );
 }
 

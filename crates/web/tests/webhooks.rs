@@ -382,8 +382,10 @@ async fn status_callbacks_update_delivery_and_failures_reach_the_timeline() {
 
 /// The outbox gives no provider id; set one as Twilio would have.
 async fn sqlx_set_provider(tx: &mut Box<dyn relentless_store::Tx>, touch_id: i64, sid: &str) {
+    let due_at = tx.touch(touch_id).await.unwrap().unwrap().due_at;
     let r = relentless_store::TouchResult {
         touch_id,
+        due_at,
         lead_id: 0,
         status: relentless_core::types::TouchStatus::Sent,
         reason: None,

@@ -984,22 +984,28 @@ impl Tx for SqliteTx {
             .zip(rows)
             .flat_map(|(id, e)| e.touches.iter().map(move |t| (*id, e, t)))
             .collect();
-        for chunk in touches.chunks(50) {
+        // `touches` is keyed by when each falls due (migration 0016) and hands out no ids.
+        let touch_ids: Vec<i64> = self.next_ids("touches", touches.len()).await?.collect();
+        for (chunk, chunk_ids) in touches.chunks(50).zip(touch_ids.chunks(50)) {
             let mut q: QueryBuilder<Sqlite> = QueryBuilder::new(
-                "INSERT INTO touches (enrollment_id, lead_id, plan, step, channel, template, planned_at, due_at, reason, created_at) ",
+                "INSERT INTO touches (id, enrollment_id, lead_id, plan, step, channel, template, planned_at, due_at, reason, created_at) ",
             );
-            q.push_values(chunk, |mut b, (id, e, t)| {
-                b.push_bind(*id)
-                    .push_bind(e.lead_id)
-                    .push_bind(e.plan.to_string())
-                    .push_bind(t.step)
-                    .push_bind(t.channel.as_str())
-                    .push_bind(t.template.clone())
-                    .push_bind(t.planned_at)
-                    .push_bind(t.due_at)
-                    .push_bind(t.reason.clone())
-                    .push_bind(e.started_at);
-            });
+            q.push_values(
+                chunk.iter().zip(chunk_ids),
+                |mut b, ((id, e, t), touch_id)| {
+                    b.push_bind(*touch_id)
+                        .push_bind(*id)
+                        .push_bind(e.lead_id)
+                        .push_bind(e.plan.to_string())
+                        .push_bind(t.step)
+                        .push_bind(t.channel.as_str())
+                        .push_bind(t.template.clone())
+                        .push_bind(t.planned_at)
+                        .push_bind(t.due_at)
+                        .push_bind(t.reason.clone())
+                        .push_bind(e.started_at);
+                },
+            );
             q.build().execute(&mut *self.tx).await?;
         }
         Ok(ids)
@@ -1405,37 +1411,61 @@ impl Tx for SqliteTx {
         // `attempts - n + k` of its new count (its row is in the cache: updated just above).
         let mut kth: std::collections::HashMap<i64, i64> =
             std::collections::HashMap::with_capacity(per_lead.len());
-        for chunk in results.chunks(100) {
-            let mut q: QueryBuilder<Sqlite> = QueryBuilder::new(
-                "WITH v(id, status, reason, sent_channel, body_id, provider_id, back) AS (",
-            );
-            q.push_values(chunk, |mut b, r| {
-                // How many of its lead's attempts in this batch come after this one.
-                let back = if r.attempt {
+        // How many of its lead's attempts in this batch come after each touch.
+        let back: Vec<Option<i64>> = results
+            .iter()
+            .map(|r| {
+                r.attempt.then(|| {
                     let k = kth.entry(r.lead_id).or_insert(0);
                     *k += 1;
-                    Some(per_lead[index[&r.lead_id]].1 - *k)
+                    per_lead[index[&r.lead_id]].1 - *k
+                })
+            })
+            .collect();
+        for (chunk, backs) in results.chunks(100).zip(back.chunks(100)) {
+            // By the table's key (migration 0016), so the row is found without a lookup in
+            // `touches_id`; should a touch's `due_at` have moved since it was claimed (nothing
+            // moves a claimed touch today), the chunk is written again by id alone: the same
+            // values, so a row written twice ends as if written once.
+            for by_key in [true, false] {
+                let mut q: QueryBuilder<Sqlite> = QueryBuilder::new(
+                    "WITH v(id, due_at, status, reason, sent_channel, body_id, provider_id, back) AS (",
+                );
+                q.push_values(chunk.iter().zip(backs), |mut b, (r, back)| {
+                    b.push_bind(r.touch_id)
+                        .push_bind(r.due_at)
+                        .push_bind(r.status.as_str())
+                        .push_bind(r.reason.clone())
+                        .push_bind(r.sent_channel.map(|c| c.as_str()))
+                        .push_bind(body_ids.get(&r.touch_id).copied())
+                        .push_bind(r.provider_id.clone())
+                        .push_bind(*back);
+                });
+                // Left to itself SQLite reaches the row through `touches_id` (which holds
+                // the key too) even given the whole key; `sqlite_autoindex_touches_1` is its
+                // name for the table's own key.
+                let index = if by_key {
+                    " INDEXED BY sqlite_autoindex_touches_1"
                 } else {
-                    None
+                    ""
                 };
-                b.push_bind(r.touch_id)
-                    .push_bind(r.status.as_str())
-                    .push_bind(r.reason.clone())
-                    .push_bind(r.sent_channel.map(|c| c.as_str()))
-                    .push_bind(body_ids.get(&r.touch_id).copied())
-                    .push_bind(r.provider_id.clone())
-                    .push_bind(back);
-            });
-            q.push(
-                ") UPDATE touches SET status = v.status, reason = COALESCE(v.reason, touches.reason), sent_channel = v.sent_channel,
-                   body_id = v.body_id, provider_id = v.provider_id,
-                   attempt = CASE WHEN v.back IS NULL THEN NULL
-                                  ELSE (SELECT l.attempts FROM leads l WHERE l.id = touches.lead_id) - v.back END,
-                   delivery = CASE WHEN v.status = 'sent' THEN 'queued' ELSE touches.delivery END, settled_at = ",
-            )
-            .push_bind(now)
-            .push(", claimed_by = NULL, lease_until = NULL FROM v WHERE touches.id = v.id");
-            q.build().execute(&mut *self.tx).await?;
+                q.push(") UPDATE touches").push(index).push(
+                    " SET status = v.status, reason = COALESCE(v.reason, touches.reason), sent_channel = v.sent_channel,
+                       body_id = v.body_id, provider_id = v.provider_id,
+                       attempt = CASE WHEN v.back IS NULL THEN NULL
+                                      ELSE (SELECT l.attempts FROM leads l WHERE l.id = touches.lead_id) - v.back END,
+                       delivery = CASE WHEN v.status = 'sent' THEN 'queued' ELSE touches.delivery END, settled_at = ",
+                )
+                .push_bind(now)
+                .push(", claimed_by = NULL, lease_until = NULL FROM v WHERE touches.id = v.id");
+                if by_key {
+                    q.push(" AND touches.due_at = v.due_at");
+                }
+                let written = q.build().execute(&mut *self.tx).await?.rows_affected();
+                if written == chunk.len() as u64 {
+                    break;
+                }
+            }
         }
         Ok(())
     }
