@@ -1823,11 +1823,9 @@ async fn touches_get_ids_of_their_own_in_order_whatever_their_due_time(b: Backen
     assert_eq!(r.touches_for_lead(ids[0]).await.unwrap().len(), 3);
 }
 
-/// A file written before migration 0013 (messages inside the touch rows) keeps every message
-/// when it is opened by this version: they move to `touch_bodies` and read back the same.
-#[tokio::test]
-async fn sqlite_messages_written_before_touch_bodies_survive_the_migration() {
-    let dir = tempfile::tempdir().unwrap();
+/// The URL of a new SQLite file in `dir` as an earlier release left it: only the migrations
+/// numbered below `version` applied.
+async fn sqlite_file_before(dir: &tempfile::TempDir, version: i64) -> String {
     let url = format!("sqlite://{}/old.db?mode=rwc", dir.path().display());
     let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
     let mut old = sqlx::migrate::Migrator::new(
@@ -1838,11 +1836,22 @@ async fn sqlite_messages_written_before_touch_bodies_survive_the_migration() {
     old.migrations = old
         .migrations
         .iter()
-        .filter(|m| m.version < 13)
+        .filter(|m| m.version < version)
         .cloned()
         .collect::<Vec<_>>()
         .into();
     old.run(&pool).await.unwrap();
+    pool.close().await;
+    url
+}
+
+/// A file written before migration 0013 (messages inside the touch rows) keeps every message
+/// when it is opened by this version: they move to `touch_bodies` and read back the same.
+#[tokio::test]
+async fn sqlite_messages_written_before_touch_bodies_survive_the_migration() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = sqlite_file_before(&dir, 13).await;
+    let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
     for sql in [
         "INSERT INTO leads (id, first_name, last_name, timezone, created_at, updated_at) VALUES (1, 'Ana', 'Ruiz', 'America/Chicago', 0, 0)",
         "INSERT INTO enrollments (id, lead_id, plan, plan_version, state, started_at) VALUES (1, 1, 'p', 1, 'active', 0)",
@@ -1890,23 +1899,8 @@ async fn sqlite_messages_written_before_touch_bodies_survive_the_migration() {
 #[tokio::test]
 async fn sqlite_touches_written_before_they_were_stored_by_due_time_survive_the_migration() {
     let dir = tempfile::tempdir().unwrap();
-    let url = format!("sqlite://{}", dir.path().join("old.db").display());
-    let s = SqliteStore::open(&url).await.unwrap();
+    let url = sqlite_file_before(&dir, 16).await;
     let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
-    drop(s);
-    let mut old = sqlx::migrate::Migrator::new(
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations/sqlite"),
-    )
-    .await
-    .unwrap();
-    old.migrations = old
-        .migrations
-        .iter()
-        .filter(|m| m.version < 16)
-        .cloned()
-        .collect::<Vec<_>>()
-        .into();
-    old.run(&pool).await.unwrap();
     for sql in [
         "INSERT INTO leads (id, first_name, last_name, timezone, attempts, created_at, updated_at) VALUES (1, 'Ana', 'Ruiz', 'America/Chicago', 1, 0, 0)",
         "INSERT INTO enrollments (id, lead_id, plan, plan_version, state, started_at) VALUES (1, 1, 'p', 1, 'active', 0)",
