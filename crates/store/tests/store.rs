@@ -1823,9 +1823,14 @@ async fn touches_get_ids_of_their_own_in_order_whatever_their_due_time(b: Backen
     assert_eq!(r.touches_for_lead(ids[0]).await.unwrap().len(), 3);
 }
 
-/// The URL of a new SQLite file in `dir` as an earlier release left it: only the migrations
-/// numbered below `version` applied.
-async fn sqlite_file_before(dir: &tempfile::TempDir, version: i64) -> String {
+/// A new SQLite file in `dir` as an earlier release left it (only the migrations numbered
+/// below `version` applied, then `rows` written), opened and migrated by this version; and
+/// its URL.
+async fn sqlite_upgraded_from(
+    dir: &tempfile::TempDir,
+    version: i64,
+    rows: &[&str],
+) -> (SqliteStore, String) {
     let url = format!("sqlite://{}/old.db?mode=rwc", dir.path().display());
     let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
     let mut old = sqlx::migrate::Migrator::new(
@@ -1841,8 +1846,16 @@ async fn sqlite_file_before(dir: &tempfile::TempDir, version: i64) -> String {
         .collect::<Vec<_>>()
         .into();
     old.run(&pool).await.unwrap();
+    for sql in rows {
+        sqlx::query(sqlx::AssertSqlSafe(*sql))
+            .execute(&pool)
+            .await
+            .unwrap();
+    }
     pool.close().await;
-    url
+    let s = SqliteStore::open(&url).await.unwrap();
+    s.migrate().await.unwrap();
+    (s, url)
 }
 
 /// A file written before migration 0013 (messages inside the touch rows) keeps every message
@@ -1850,21 +1863,18 @@ async fn sqlite_file_before(dir: &tempfile::TempDir, version: i64) -> String {
 #[tokio::test]
 async fn sqlite_messages_written_before_touch_bodies_survive_the_migration() {
     let dir = tempfile::tempdir().unwrap();
-    let url = sqlite_file_before(&dir, 13).await;
-    let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
-    for sql in [
+    let (s, _) = sqlite_upgraded_from(
+        &dir,
+        13,
+        &[
         "INSERT INTO leads (id, first_name, last_name, timezone, created_at, updated_at) VALUES (1, 'Ana', 'Ruiz', 'America/Chicago', 0, 0)",
         "INSERT INTO enrollments (id, lead_id, plan, plan_version, state, started_at) VALUES (1, 1, 'p', 1, 'active', 0)",
         "INSERT INTO touches (id, enrollment_id, lead_id, plan, step, channel, template, planned_at, due_at, status, subject, content, created_at)
          VALUES (1, 1, 1, 'p', 0, 'email', 't', 0, 0, 'sent', 'Welcome', 'Hi Ana', 0),
                 (2, 1, 1, 'p', 1, 'text', 't', 0, 0, 'scheduled', NULL, NULL, 0)",
-    ] {
-        sqlx::query(sql).execute(&pool).await.unwrap();
-    }
-    pool.close().await;
-
-    let s = SqliteStore::open(&url).await.unwrap();
-    s.migrate().await.unwrap();
+        ],
+    )
+    .await;
     let mut r = s.read().await.unwrap();
     let t = r.touch(1).await.unwrap().unwrap();
     assert_eq!(
@@ -1899,9 +1909,10 @@ async fn sqlite_messages_written_before_touch_bodies_survive_the_migration() {
 #[tokio::test]
 async fn sqlite_touches_written_before_they_were_stored_by_due_time_survive_the_migration() {
     let dir = tempfile::tempdir().unwrap();
-    let url = sqlite_file_before(&dir, 16).await;
-    let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
-    for sql in [
+    let (s, url) = sqlite_upgraded_from(
+        &dir,
+        16,
+        &[
         "INSERT INTO leads (id, first_name, last_name, timezone, attempts, created_at, updated_at) VALUES (1, 'Ana', 'Ruiz', 'America/Chicago', 1, 0, 0)",
         "INSERT INTO enrollments (id, lead_id, plan, plan_version, state, started_at) VALUES (1, 1, 'p', 1, 'active', 0)",
         "INSERT INTO touch_bodies (id, subject, content) VALUES (1, 'Welcome', 'Hi Ana')",
@@ -1910,13 +1921,9 @@ async fn sqlite_touches_written_before_they_were_stored_by_due_time_survive_the_
          VALUES (7, 1, 1, 'p', 0, 'email', 't', 0, 0, 'sent', 1, 'email', 10, 1, 0),
                 (8, 1, 1, 'p', 1, 'text', 't', 900000, 900000, 'scheduled', NULL, NULL, NULL, NULL, 0),
                 (9, 1, 1, 'p', 2, 'text', 't', 50, 50, 'scheduled', NULL, NULL, NULL, NULL, 0)",
-    ] {
-        sqlx::query(sql).execute(&pool).await.unwrap();
-    }
-    pool.close().await;
-
-    let s = SqliteStore::open(&url).await.unwrap();
-    s.migrate().await.unwrap();
+        ],
+    )
+    .await;
     let mut r = s.read().await.unwrap();
     let read = r.touches_for_lead(1).await.unwrap();
     assert_eq!(

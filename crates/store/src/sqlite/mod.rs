@@ -293,10 +293,12 @@ impl Store for SqliteStore {
             .execute(&self.writer)
             .await?;
         let ran = MIGRATOR.run(&self.writer).await;
-        sqlx::query("PRAGMA temp_store = MEMORY")
+        let reset = sqlx::query("PRAGMA temp_store = MEMORY")
             .execute(&self.writer)
-            .await?;
+            .await;
+        // A failed migration's error comes first: it is the one that says what is wrong.
         ran?;
+        reset?;
         Ok(())
     }
     async fn backup(&self, path: &str) -> Result<()> {
