@@ -712,7 +712,6 @@ impl Dispatcher {
         report: &mut BatchReport,
     ) {
         out.enrollments.insert((t.enrollment_id, t.lead_id));
-        out.lead_ids.insert(t.lead_id);
         let mut result = TouchResult {
             touch_id: t.id,
             due_at: t.due_at,
@@ -857,7 +856,6 @@ struct Outcomes {
     bad_addresses: Vec<(i64, Channel)>,
     /// `(enrollment, lead)` of every touch noted.
     enrollments: HashSet<(i64, i64)>,
-    lead_ids: HashSet<i64>,
     /// The channel of each message sent, counted once the outcomes are committed (a claim
     /// that rolls back after an outbox "send" sent nothing).
     sent_channels: Vec<Channel>,
@@ -875,8 +873,10 @@ impl Outcomes {
 }
 
 /// Writes `out`: every outcome, the outbox copies, timeline entries, tasks and their
-/// notifications, then completes finished enrollments and refreshes the leads' next touch.
-/// A few statements for the whole batch, not a few per touch.
+/// notifications, then completes finished enrollments. A few statements for the whole batch,
+/// not a few per touch. The leads' next touch is not written: a touch that settles or is held
+/// later leaves the stored lower bound true, and a lead read back works it out from there
+/// (`Tx::leads_refresh_next`); writing it cost every fired touch its lead's row.
 async fn record(
     tx: &mut dyn Tx,
     out: &Outcomes,
@@ -978,8 +978,6 @@ async fn record(
     }
     let enrollments: Vec<(i64, i64)> = out.enrollments.iter().copied().collect();
     settle_enrollments(tx, team, &enrollments, now).await?;
-    let lead_ids: Vec<i64> = out.lead_ids.iter().copied().collect();
-    tx.leads_refresh_next(&lead_ids).await?;
     Ok(fx)
 }
 

@@ -1659,10 +1659,11 @@ pub(crate) async fn store_notifications(
     Ok(())
 }
 
-/// These leads by id (one statement).
+/// These leads by id (one statement), without their next touch (`next_touch_at` is `None`):
+/// what the dispatcher, engagement and the settling of plans read, none of which shows it.
 pub(crate) async fn leads_map(tx: &mut dyn Tx, ids: &[i64]) -> Result<HashMap<i64, Lead>> {
     Ok(tx
-        .leads_by_ids(ids)
+        .leads_by_ids_unplanned(ids)
         .await?
         .into_iter()
         .map(|l| (l.id, l))

@@ -119,6 +119,8 @@ both!(
     a_text_is_found_by_its_providers_id_and_an_email_is_not,
     an_outcome_is_recorded_even_when_its_touch_moved_after_the_claim,
     touches_get_ids_of_their_own_in_order_whatever_their_due_time,
+    a_leads_next_touch_is_worked_out_when_read_not_written_per_fired_touch,
+    a_lead_aged_for_the_demo_keeps_its_next_touch,
 );
 
 fn lead(first: &str, last: &str, email: &str, phone: &str) -> Lead {
@@ -1078,6 +1080,19 @@ async fn sqlite_hot_paths_use_indexes_not_table_scans() {
     assert!(
         of_lead.contains("touches_lead") && !of_lead.contains("TEMP B-TREE"),
         "{of_lead}"
+    );
+    // A lead's next touch, worked out when the lead is read: from the bound its row keeps,
+    // along the lead's entries in `touches_lead`, in order (the shape of `LEAD_COLS`).
+    let next = sqlite_plan(
+        s,
+        "SELECT (SELECT t.due_at FROM touches t INDEXED BY touches_lead
+           WHERE t.lead_id = l.id AND t.due_at >= l.next_touch_at AND t.status = 'scheduled'
+           ORDER BY t.due_at LIMIT 1) FROM leads l WHERE l.id = 1",
+    )
+    .await;
+    assert!(
+        next.contains("touches_lead (lead_id=? AND due_at>?)") && !next.contains("TEMP B-TREE"),
+        "{next}"
     );
     let first_page = sqlite_plan(
         s,
@@ -2225,4 +2240,112 @@ async fn a_text_is_found_by_its_providers_id_and_an_email_is_not(b: Backend) {
         "an email is not found as a text"
     );
     assert_eq!(tx.text_by_provider_id("SM0002").await.unwrap(), None);
+}
+
+/// A lead's next touch on every path that reads a lead, and the batch read without it.
+async fn next_touch_everywhere(s: &dyn Store, lead_id: i64) -> Vec<Option<Millis>> {
+    let mut tx = s.read().await.unwrap();
+    let one = tx.lead(lead_id).await.unwrap().unwrap().next_touch_at;
+    let many = tx.leads_by_ids(&[lead_id]).await.unwrap()[0].next_touch_at;
+    let page = tx
+        .leads_page(&LeadFilter {
+            limit: 10,
+            ..Default::default()
+        })
+        .await
+        .unwrap()[0]
+        .next_touch_at;
+    let matched = tx
+        .lead_match(None, Some("a@example.com"), None)
+        .await
+        .unwrap()
+        .unwrap()
+        .next_touch_at;
+    let unplanned = tx.leads_by_ids_unplanned(&[lead_id]).await.unwrap();
+    assert_eq!(unplanned.len(), 1);
+    assert_eq!(unplanned[0].next_touch_at, None, "not worked out there");
+    vec![one, many, page, matched]
+}
+
+/// The dispatcher settles touches without writing their lead's row (a random page per fired
+/// touch at 1,000,000 leads): what the row keeps is a lower bound that `leads_refresh_next`
+/// writes, and a lead read back works its next touch out from it. A touch out for sending
+/// while the bound is written still counts (it may come back); one held later is found later.
+async fn a_leads_next_touch_is_worked_out_when_read_not_written_per_fired_touch(b: Backend) {
+    let s = TestStore::new(b).await;
+    let lead_id = lead_with_due_touches(&*s, "a@example.com", 3).await;
+    let mut tx = s.write().await.unwrap();
+    tx.leads_refresh_next(&[lead_id]).await.unwrap();
+    tx.commit().await.unwrap();
+    assert_eq!(next_touch_everywhere(&*s, lead_id).await, [Some(0); 4]);
+
+    // The first touch is sent; nothing writes the lead's next touch.
+    let mut tx = s.write().await.unwrap();
+    let c = tx.claim_due(10, 1, "w", 1000).await.unwrap();
+    tx.touches_record(&[sent(&c[0], TouchStatus::Sent, Channel::Email)], 5)
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    assert_eq!(next_touch_everywhere(&*s, lead_id).await, [Some(1); 4]);
+
+    // The second is out for sending when another path writes the bound, then comes back.
+    let mut tx = s.write().await.unwrap();
+    let c = tx.claim_due(10, 1, "w", 1000).await.unwrap();
+    assert_eq!(c[0].due_at, 1);
+    tx.leads_refresh_next(&[lead_id]).await.unwrap();
+    tx.touch_release(c[0].id).await.unwrap();
+    tx.commit().await.unwrap();
+    assert_eq!(next_touch_everywhere(&*s, lead_id).await, [Some(1); 4]);
+
+    // Held until 50 (outside the sending window): the third is next, then the held one.
+    let mut tx = s.write().await.unwrap();
+    let c = tx.claim_due(10, 1, "w", 1000).await.unwrap();
+    tx.touch_reschedule(c[0].id, 50, "held").await.unwrap();
+    tx.commit().await.unwrap();
+    assert_eq!(next_touch_everywhere(&*s, lead_id).await, [Some(2); 4]);
+    let mut tx = s.write().await.unwrap();
+    let c = tx.claim_due(10, 5, "w", 1000).await.unwrap();
+    assert_eq!(c.len(), 1);
+    tx.touches_record(&[sent(&c[0], TouchStatus::Sent, Channel::Email)], 12)
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    assert_eq!(next_touch_everywhere(&*s, lead_id).await, [Some(50); 4]);
+
+    // None left.
+    let mut tx = s.write().await.unwrap();
+    let c = tx.claim_due(60, 5, "w", 1000).await.unwrap();
+    assert_eq!(c.len(), 1);
+    tx.touches_record(&[sent(&c[0], TouchStatus::Sent, Channel::Email)], 61)
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    assert_eq!(next_touch_everywhere(&*s, lead_id).await, [None; 4]);
+}
+
+/// `serve --demo` ages its leads by moving their history back: the next touch moves with
+/// the touches (the stored bound with them), rather than pointing past the first of them.
+async fn a_lead_aged_for_the_demo_keeps_its_next_touch(b: Backend) {
+    let s = TestStore::new(b).await;
+    let lead_id = lead_with_due_touches(&*s, "a@example.com", 0).await;
+    let mut tx = s.write().await.unwrap();
+    let touches: Vec<NewTouch> = [1_000, 2_000]
+        .into_iter()
+        .enumerate()
+        .map(|(i, at)| NewTouch {
+            step: i as i64,
+            channel: Channel::Email,
+            template: "t".into(),
+            planned_at: at,
+            due_at: at,
+            reason: None,
+        })
+        .collect();
+    tx.enrollment_insert(lead_id, "q", 1, 0, &touches)
+        .await
+        .unwrap();
+    tx.leads_refresh_next(&[lead_id]).await.unwrap();
+    tx.shift_lead_back(lead_id, 600).await.unwrap();
+    tx.commit().await.unwrap();
+    assert_eq!(next_touch_everywhere(&*s, lead_id).await, [Some(400); 4]);
 }

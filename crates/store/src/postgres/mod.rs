@@ -338,10 +338,29 @@ fn map_unique(e: sqlx::Error, field: &str) -> StoreError {
     StoreError::from(e)
 }
 
-const LEAD_COLS: &str = "id, first_name, last_name, email, phone, timezone, region, source, level, stage, \
-    preferred_channel, assigned_to, external_id, tags, notes, property_address, sms_opt_out, email_opt_out, \
-    do_not_call, email_bad, phone_bad, attempts, first_attempt_at, first_call_at, answered_at, answered_on, \
-    attempts_at_answer, last_touch_at, next_touch_at, created_at, updated_at";
+/// A lead's columns from `leads l`, its next touch given by `$next`.
+macro_rules! lead_cols {
+    ($next:literal) => {
+        concat!(
+            "l.id, l.first_name, l.last_name, l.email, l.phone, l.timezone, l.region, l.source, l.level, l.stage, \
+             l.preferred_channel, l.assigned_to, l.external_id, l.tags, l.notes, l.property_address, l.sms_opt_out, \
+             l.email_opt_out, l.do_not_call, l.email_bad, l.phone_bad, l.attempts, l.first_attempt_at, l.first_call_at, \
+             l.answered_at, l.answered_on, l.attempts_at_answer, l.last_touch_at, ",
+            $next,
+            " AS next_touch_at, l.created_at, l.updated_at"
+        )
+    };
+}
+/// A lead's columns, from `leads l`. Its next touch is worked out here, not read from the row:
+/// `leads.next_touch_at` is only a lower bound of it (see `Tx::leads_refresh_next`), so that
+/// firing a touch does not rewrite its lead's row for it. The search starts at that bound in
+/// `touches_lead` (`FILTER`, as in `leads_refresh_next`, keeps the planner on that index).
+const LEAD_COLS: &str = lead_cols!(
+    "(SELECT MIN(t.due_at) FILTER (WHERE t.status = 'scheduled') FROM touches t \
+      WHERE t.lead_id = l.id AND t.due_at >= l.next_touch_at)"
+);
+/// [`LEAD_COLS`] without the next touch (see `leads_by_ids_unplanned`).
+const LEAD_COLS_UNPLANNED: &str = lead_cols!("NULL::BIGINT");
 
 const TOUCH_COLS: &str = "id, enrollment_id, lead_id, plan, step, channel, template, planned_at, due_at, status, \
     reason, attempt, sent_channel, subject, content, provider_id, delivery, task_id, settled_at";
@@ -690,7 +709,7 @@ impl Tx for PgTx {
 
     async fn lead(&mut self, id: i64) -> Result<Option<Lead>> {
         Ok(sqlx::query_as(sql!(
-            "SELECT {LEAD_COLS} FROM leads WHERE id = $1{}",
+            "SELECT {LEAD_COLS} FROM leads l WHERE id = $1{}",
             self.lock()
         ))
         .bind(id)
@@ -703,11 +722,23 @@ impl Tx for PgTx {
             return Ok(vec![]);
         }
         Ok(
-            sqlx::query_as(sql!("SELECT {LEAD_COLS} FROM leads WHERE id = ANY($1)"))
+            sqlx::query_as(sql!("SELECT {LEAD_COLS} FROM leads l WHERE id = ANY($1)"))
                 .bind(ids)
                 .fetch_all(&mut *self.tx)
                 .await?,
         )
+    }
+
+    async fn leads_by_ids_unplanned(&mut self, ids: &[i64]) -> Result<Vec<Lead>> {
+        if ids.is_empty() {
+            return Ok(vec![]);
+        }
+        Ok(sqlx::query_as(sql!(
+            "SELECT {LEAD_COLS_UNPLANNED} FROM leads l WHERE id = ANY($1)"
+        ))
+        .bind(ids)
+        .fetch_all(&mut *self.tx)
+        .await?)
     }
 
     async fn leads_progress(&mut self, ids: &[i64]) -> Result<Vec<(i64, i64, bool)>> {
@@ -746,7 +777,7 @@ impl Tx for PgTx {
         let lock = self.lock();
         if let Some(x) = external_id {
             let l: Option<Lead> = sqlx::query_as(sql!(
-                "SELECT {LEAD_COLS} FROM leads WHERE external_id = $1{lock}"
+                "SELECT {LEAD_COLS} FROM leads l WHERE external_id = $1{lock}"
             ))
             .bind(x)
             .fetch_optional(&mut *self.tx)
@@ -757,7 +788,7 @@ impl Tx for PgTx {
         }
         if let Some(e) = email_key {
             let l: Option<Lead> = sqlx::query_as(sql!(
-                "SELECT {LEAD_COLS} FROM leads WHERE email_key = $1 ORDER BY id LIMIT 1{lock}"
+                "SELECT {LEAD_COLS} FROM leads l WHERE email_key = $1 ORDER BY id LIMIT 1{lock}"
             ))
             .bind(e)
             .fetch_optional(&mut *self.tx)
@@ -768,7 +799,7 @@ impl Tx for PgTx {
         }
         if let Some(p) = phone {
             return Ok(sqlx::query_as(sql!(
-                "SELECT {LEAD_COLS} FROM leads WHERE phone = $1 ORDER BY id LIMIT 1{lock}"
+                "SELECT {LEAD_COLS} FROM leads l WHERE phone = $1 ORDER BY id LIMIT 1{lock}"
             ))
             .bind(p)
             .fetch_optional(&mut *self.tx)
@@ -836,10 +867,8 @@ impl Tx for PgTx {
     }
 
     async fn leads_page(&mut self, f: &LeadFilter) -> Result<Vec<Lead>> {
-        let mut q: QueryBuilder<Postgres> = QueryBuilder::new(format!(
-            "SELECT {} FROM leads l WHERE 1 = 1",
-            prefixed(LEAD_COLS, "l")
-        ));
+        let mut q: QueryBuilder<Postgres> =
+            QueryBuilder::new(format!("SELECT {LEAD_COLS} FROM leads l WHERE 1 = 1"));
         if let Some(words) = &f.name_query {
             match ts_query(words) {
                 Some(tq) => {
@@ -915,7 +944,7 @@ impl Tx for PgTx {
             // estimate for that index is tiny until statistics catch up with a big import)
             // and read every scheduled touch once per lead: 0.5–0.8 s per dispatch batch in
             // the W1 benchmark. A lead's own touches are a handful.
-            "UPDATE leads SET next_touch_at = (SELECT MIN(due_at) FILTER (WHERE t.status = 'scheduled') FROM touches t WHERE t.lead_id = leads.id) WHERE id = ANY($1)",
+            "UPDATE leads SET next_touch_at = (SELECT MIN(due_at) FILTER (WHERE t.status IN ('scheduled', 'sending')) FROM touches t WHERE t.lead_id = leads.id) WHERE id = ANY($1)",
         )
         .bind(ids)
         .execute(&mut *self.tx)
@@ -1738,7 +1767,7 @@ impl Tx for PgTx {
 
     async fn shift_lead_back(&mut self, lead_id: i64, by: i64) -> Result<()> {
         for q in [
-            "UPDATE leads SET created_at = created_at - $1, updated_at = updated_at - $1 WHERE id = $2",
+            "UPDATE leads SET created_at = created_at - $1, updated_at = updated_at - $1, next_touch_at = next_touch_at - $1 WHERE id = $2",
             "UPDATE enrollments SET started_at = started_at - $1 WHERE lead_id = $2",
             "UPDATE touches SET due_at = due_at - $1, planned_at = planned_at - $1, created_at = created_at - $1 WHERE lead_id = $2",
             "UPDATE activities SET at = at - $1 WHERE lead_id = $2",

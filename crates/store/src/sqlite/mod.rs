@@ -350,10 +350,30 @@ fn map_unique(e: sqlx::Error, field: &str) -> StoreError {
     StoreError::Database(e)
 }
 
-const LEAD_COLS: &str = "id, first_name, last_name, email, phone, timezone, region, source, level, stage, \
-    preferred_channel, assigned_to, external_id, tags, notes, property_address, sms_opt_out, email_opt_out, \
-    do_not_call, email_bad, phone_bad, attempts, first_attempt_at, first_call_at, answered_at, answered_on, \
-    attempts_at_answer, last_touch_at, next_touch_at, created_at, updated_at";
+/// A lead's columns from `leads l`, its next touch given by `$next`.
+macro_rules! lead_cols {
+    ($next:literal) => {
+        concat!(
+            "l.id, l.first_name, l.last_name, l.email, l.phone, l.timezone, l.region, l.source, l.level, l.stage, \
+             l.preferred_channel, l.assigned_to, l.external_id, l.tags, l.notes, l.property_address, l.sms_opt_out, \
+             l.email_opt_out, l.do_not_call, l.email_bad, l.phone_bad, l.attempts, l.first_attempt_at, l.first_call_at, \
+             l.answered_at, l.answered_on, l.attempts_at_answer, l.last_touch_at, ",
+            $next,
+            " AS next_touch_at, l.created_at, l.updated_at"
+        )
+    };
+}
+/// A lead's columns, from `leads l`. Its next touch is worked out here, not read from the row:
+/// `leads.next_touch_at` is only a lower bound of it (what each path that adds a touch or
+/// moves one earlier last wrote; see `Tx::leads_refresh_next`), so that firing a touch does
+/// not rewrite its lead's row for it. The search starts at that bound in `touches_lead`, so
+/// it reads only the touches settled since (at most a plan's length).
+const LEAD_COLS: &str = lead_cols!(
+    "(SELECT t.due_at FROM touches t INDEXED BY touches_lead \
+      WHERE t.lead_id = l.id AND t.due_at >= l.next_touch_at AND t.status = 'scheduled' ORDER BY t.due_at LIMIT 1)"
+);
+/// [`LEAD_COLS`] without the next touch (see `leads_by_ids_unplanned`).
+const LEAD_COLS_UNPLANNED: &str = lead_cols!("NULL");
 
 /// A touch's columns, its message from `touch_bodies` (migration 0013 says why it lives there).
 /// Subqueries rather than a join so that `RETURNING` can use it too; only `FROM touches`
@@ -704,7 +724,7 @@ impl Tx for SqliteTx {
 
     async fn lead(&mut self, id: i64) -> Result<Option<Lead>> {
         Ok(
-            sqlx::query_as(sql!("SELECT {LEAD_COLS} FROM leads WHERE id = ?"))
+            sqlx::query_as(sql!("SELECT {LEAD_COLS} FROM leads l WHERE id = ?"))
                 .bind(id)
                 .fetch_optional(&mut *self.tx)
                 .await?,
@@ -716,7 +736,19 @@ impl Tx for SqliteTx {
             return Ok(vec![]);
         }
         Ok(sqlx::query_as(sql!(
-            "SELECT {LEAD_COLS} FROM leads WHERE id IN ({})",
+            "SELECT {LEAD_COLS} FROM leads l WHERE id IN ({})",
+            ids_list(ids)
+        ))
+        .fetch_all(&mut *self.tx)
+        .await?)
+    }
+
+    async fn leads_by_ids_unplanned(&mut self, ids: &[i64]) -> Result<Vec<Lead>> {
+        if ids.is_empty() {
+            return Ok(vec![]);
+        }
+        Ok(sqlx::query_as(sql!(
+            "SELECT {LEAD_COLS_UNPLANNED} FROM leads l WHERE id IN ({})",
             ids_list(ids)
         ))
         .fetch_all(&mut *self.tx)
@@ -747,7 +779,7 @@ impl Tx for SqliteTx {
         // One statement (SQLite answers the OR from the three indexes): the external id wins,
         // then the email, then the phone; the oldest lead among equals.
         Ok(sqlx::query_as(sql!(
-            "SELECT {LEAD_COLS} FROM leads
+            "SELECT {LEAD_COLS} FROM leads l
              WHERE external_id = ?1 OR email_key = ?2 OR phone = ?3
              ORDER BY CASE WHEN external_id = ?1 THEN 0 WHEN email_key = ?2 THEN 1 ELSE 2 END, id
              LIMIT 1"
@@ -818,12 +850,8 @@ impl Tx for SqliteTx {
     }
 
     async fn leads_page(&mut self, f: &LeadFilter) -> Result<Vec<Lead>> {
-        let cols = LEAD_COLS
-            .split(", ")
-            .map(|c| format!("l.{c}"))
-            .collect::<Vec<_>>()
-            .join(", ");
-        let mut q: QueryBuilder<Sqlite> = QueryBuilder::new(format!("SELECT {cols} FROM leads l"));
+        let mut q: QueryBuilder<Sqlite> =
+            QueryBuilder::new(format!("SELECT {LEAD_COLS} FROM leads l"));
         let only_name = f.email_key.is_none()
             && f.phone.is_none()
             && f.level.is_none()
@@ -925,7 +953,7 @@ impl Tx for SqliteTx {
             return Ok(());
         }
         sqlx::query(sql!(
-            "UPDATE leads SET next_touch_at = (SELECT MIN(due_at) FROM touches t WHERE t.lead_id = leads.id AND t.status = 'scheduled') WHERE id IN ({})",
+            "UPDATE leads SET next_touch_at = (SELECT MIN(due_at) FROM touches t WHERE t.lead_id = leads.id AND t.status IN ('scheduled', 'sending')) WHERE id IN ({})",
             ids_list(ids)
         ))
         .execute(&mut *self.tx)
@@ -1181,8 +1209,8 @@ impl Tx for SqliteTx {
         if ids.is_empty() {
             return Ok(vec![]);
         }
-        // A touch still to go is looked for among the lead's touches (`touches_lead`, whose
-        // page `leads_refresh_next` reads for the same batch; the unary `+` keeps SQLite off
+        // A touch still to go is looked for among the lead's touches (`touches_lead`, where a
+        // lead's touches are neighbours; the unary `+` keeps SQLite off
         // `touches_enrollment`, a random page of its own per enrollment), and an enrollment's
         // row is read only when none is left: most of a batch's plans go on. Before, every
         // enrollment row and its `touches_enrollment` page were read: a third of the
@@ -1864,7 +1892,7 @@ impl Tx for SqliteTx {
 
     async fn shift_lead_back(&mut self, lead_id: i64, by: i64) -> Result<()> {
         for q in [
-            "UPDATE leads SET created_at = created_at - ?1, updated_at = updated_at - ?1 WHERE id = ?2",
+            "UPDATE leads SET created_at = created_at - ?1, updated_at = updated_at - ?1, next_touch_at = next_touch_at - ?1 WHERE id = ?2",
             "UPDATE enrollments SET started_at = started_at - ?1 WHERE lead_id = ?2",
             "UPDATE touches SET due_at = due_at - ?1, planned_at = planned_at - ?1, created_at = created_at - ?1 WHERE lead_id = ?2",
             "UPDATE activities SET at = at - ?1 WHERE lead_id = ?2",
