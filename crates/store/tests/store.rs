@@ -1094,6 +1094,17 @@ async fn sqlite_hot_paths_use_indexes_not_table_scans() {
         next.contains("touches_lead (lead_id=? AND due_at>?)") && !next.contains("TEMP B-TREE"),
         "{next}"
     );
+    // A plan's touch still to go, looked for latest first along the lead's touches.
+    let to_go = sqlite_plan(
+        s,
+        "SELECT (SELECT 1 FROM touches t WHERE t.lead_id = 3 AND +t.enrollment_id = 4
+           AND t.status IN ('scheduled', 'sending') ORDER BY t.due_at DESC LIMIT 1) IS NULL",
+    )
+    .await;
+    assert!(
+        to_go.contains("touches_lead (lead_id=?)") && !to_go.contains("TEMP B-TREE"),
+        "{to_go}"
+    );
     let first_page = sqlite_plan(
         s,
         "SELECT id FROM leads l WHERE 1 = 1 ORDER BY l.id DESC LIMIT 50",
