@@ -628,8 +628,8 @@ impl Dispatcher {
         // transaction commits before any send), so an open or a reply that comes back at once
         // finds them.
         let mut tracking: Vec<Tracking> = Vec::new();
-        let mut message_ids: Vec<(i64, String)> = Vec::new();
-        for (_, a) in &actions {
+        let mut message_ids: Vec<(i64, Millis, String)> = Vec::new();
+        for (i, a) in &actions {
             if let Action::Send {
                 tracking: Some(tr),
                 msg,
@@ -638,7 +638,7 @@ impl Dispatcher {
             {
                 tracking.push(tr.clone());
                 if let (Some(touch_id), Some(mid)) = (tr.touch_id, &msg.message_id) {
-                    message_ids.push((touch_id, mid.clone()));
+                    message_ids.push((touch_id, claimed[*i].due_at, mid.clone()));
                 }
             }
         }

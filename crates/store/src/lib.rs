@@ -594,9 +594,10 @@ pub trait Tx: Send {
         message_id: &str,
     ) -> Result<Option<Touch>>;
     async fn touch_set_message_id(&mut self, touch_id: i64, message_id: &str) -> Result<()>;
-    /// Many `(touch_id, message_id)` at once.
-    async fn touches_set_message_ids(&mut self, all: &[(i64, String)]) -> Result<()> {
-        for (touch_id, mid) in all {
+    /// Many `(touch_id, its due_at, message_id)` at once (the due time lets SQLite find the
+    /// touch by its key).
+    async fn touches_set_message_ids(&mut self, all: &[(i64, Millis, String)]) -> Result<()> {
+        for (touch_id, _, mid) in all {
             self.touch_set_message_id(*touch_id, mid).await?;
         }
         Ok(())

@@ -827,14 +827,17 @@ async fn a_touch_made_a_task_leaves_the_due_queue_and_one_out_for_sending_is_sch
     tx.touches_mark_sending(&[due[1].id], "w", 5_000)
         .await
         .unwrap();
+    // The first task is due when its touch was (as the dispatcher makes them), the second
+    // later: its touch is found by id, not by the key that due time would name.
     let tasks: Vec<NewTask> = due[..2]
         .iter()
-        .map(|t| NewTask {
+        .enumerate()
+        .map(|(i, t)| NewTask {
             lead_id: lead,
             touch_id: Some(t.id),
             assignee_id: None,
             kind: TaskKind::Call,
-            due_at: t.due_at,
+            due_at: t.due_at + i as i64 * 60_000,
             script: "Call".into(),
             voicemail: None,
         })
@@ -2204,14 +2207,21 @@ async fn a_touch_is_found_by_its_id_and_its_own_message_id(b: Backend) {
     let due = tx.touches_due(200, 10, &[]).await.unwrap();
     assert_eq!(due.len(), 2);
     let mid = format!("<relentless.{}.abcdef012345@mail.example.com>", due[0].id);
-    tx.touches_set_message_ids(&[(due[0].id, mid.clone())])
-        .await
-        .unwrap();
+    // The second touch's due time is given wrong (as if it had moved): it is found by id.
+    let mid_1 = format!("<relentless.{}.abcdef012346@mail.example.com>", due[1].id);
+    tx.touches_set_message_ids(&[
+        (due[0].id, due[0].due_at, mid.clone()),
+        (due[1].id, due[1].due_at + 1, mid_1.clone()),
+    ])
+    .await
+    .unwrap();
     tx.commit().await.unwrap();
 
     let mut tx = s.read().await.unwrap();
     let found = tx.touch_by_message_id(due[0].id, &mid).await.unwrap();
     assert_eq!(found.map(|t| (t.id, t.lead_id)), Some((due[0].id, lead)));
+    let found = tx.touch_by_message_id(due[1].id, &mid_1).await.unwrap();
+    assert_eq!(found.map(|t| t.id), Some(due[1].id));
     assert_eq!(
         tx.touch_by_message_id(due[1].id, &mid).await.unwrap(),
         None,

@@ -1897,7 +1897,7 @@ impl Tx for PgTx {
         Ok(())
     }
 
-    async fn touches_set_message_ids(&mut self, all: &[(i64, String)]) -> Result<()> {
+    async fn touches_set_message_ids(&mut self, all: &[(i64, Millis, String)]) -> Result<()> {
         if all.is_empty() {
             return Ok(());
         }
@@ -1905,8 +1905,8 @@ impl Tx for PgTx {
             "UPDATE touches SET message_id = v.mid FROM unnest($1::BIGINT[], $2::TEXT[]) AS v(tid, mid)
              WHERE touches.id = v.tid",
         )
-        .bind(all.iter().map(|(t, _)| *t).collect::<Vec<_>>())
-        .bind(all.iter().map(|(_, m)| m.clone()).collect::<Vec<_>>())
+        .bind(all.iter().map(|(t, _, _)| *t).collect::<Vec<_>>())
+        .bind(all.iter().map(|(_, _, m)| m.clone()).collect::<Vec<_>>())
         .execute(&mut *self.tx)
         .await?;
         Ok(())
