@@ -1763,6 +1763,9 @@ pub(crate) async fn settle_enrollments(
             && (to_nurture || below_floor)
         {
             enroll_in(tx, team, lead, "nurture", now, None, &[]).await?;
+            // New touches: the stored bound of the next touch must not be above them (a
+            // step at a time of day on the day it starts can fall due before now).
+            tx.leads_refresh_next(&[lead.id]).await?;
             active.insert(lead.id);
             tx.activity_insert(&NewActivity {
                 lead_id: lead.id,

@@ -428,3 +428,58 @@ async fn an_invalid_number_at_twilio_fails_the_touch_and_flags_the_phone() {
         "the lead's phone is flagged bad"
     );
 }
+
+/// A lead's next touch is worked out from a bound its row keeps, which the dispatcher leaves
+/// alone when touches only settle. A plan that runs out below 8 attempts moves the lead to
+/// nurture in the dispatcher's own batch, and new touches can fall due before the bound (a
+/// step at a time of day on the day it starts, here 00:00 local: earlier than now): the lead
+/// still shows its earliest touch to go, not a later one.
+#[tokio::test]
+async fn a_lead_moved_to_nurture_by_the_dispatcher_shows_its_earliest_touch_next() {
+    let dir = tempfile::tempdir().unwrap();
+    let (e, _) = engine(&dir).await;
+    one_step_plan(&e, "once", "email", "r21-d0-email").await;
+    let mut tx = e.store.write().await.unwrap();
+    tx.plan_save(&PlanRow {
+        slug: "nurture".into(),
+        name: "Nurture".into(),
+        version: 2,
+        source: "slug='nurture'\nname='Nurture'\n\
+                 [[steps]]\nday=0\nat='00:00'\nchannel='call'\ntemplate='r21-d10-call'\n\
+                 [[steps]]\nday=30\nat='10:00'\nchannel='email'\ntemplate='r21-d0-email'\n"
+            .into(),
+        updated_at: 0,
+    })
+    .await
+    .unwrap();
+    tx.commit().await.unwrap();
+    let input = LeadInput {
+        email: Some(Some("n@example.com".into())),
+        phone: Some(Some("+15125550173".into())),
+        timezone: Some(day_zone()),
+        ..Default::default()
+    };
+    let lead = e
+        .create_lead(None, input, Origin::Import, Some("once"))
+        .await
+        .unwrap()
+        .lead;
+    Dispatcher::new(e.clone()).tick().await.unwrap();
+    let mut tx = e.store.read().await.unwrap();
+    let touches = tx.touches_for_lead(lead.id).await.unwrap();
+    assert!(
+        touches.iter().any(|t| t.plan == "nurture"),
+        "the plan ran out below 8 attempts: nurture goes on: {touches:?}"
+    );
+    let earliest = touches
+        .iter()
+        .filter(|t| t.status == TouchStatus::Scheduled)
+        .map(|t| t.due_at)
+        .min()
+        .unwrap();
+    assert!(earliest < now_ms(), "the call step falls due before now");
+    assert_eq!(
+        tx.lead(lead.id).await.unwrap().unwrap().next_touch_at,
+        Some(earliest)
+    );
+}

@@ -307,9 +307,10 @@ pub trait Tx: Send {
     async fn lead(&mut self, id: i64) -> Result<Option<Lead>>;
     async fn leads_by_ids(&mut self, ids: &[i64]) -> Result<Vec<Lead>>;
     /// These leads as [`Tx::leads_by_ids`] reads them, except that their next touch is not
-    /// worked out (`next_touch_at` is `None`): for the dispatcher, which reads a batch's worth
-    /// of leads and never their next touch (working it out was a tenth of its rate at
-    /// 1,000,000 leads, BENCHMARKS.md).
+    /// worked out (`next_touch_at` is `None`): for the dispatcher (and engagement and the
+    /// settling of plans), which reads a batch's worth of leads and never shows their next
+    /// touch (working it out cost the dispatcher a tenth of its rate at 1,000,000 leads,
+    /// BENCHMARKS.md).
     async fn leads_by_ids_unplanned(&mut self, ids: &[i64]) -> Result<Vec<Lead>>;
     /// `(id, attempts, answered)` of these leads: three columns where a whole lead is not
     /// needed (which leads a batch's finished plans can move on).
@@ -332,8 +333,9 @@ pub trait Tx: Send {
     /// Brings the stored `next_touch_at` of these leads up to their earliest touch still to go
     /// (`scheduled`, or `sending`: a claimed touch may come back). What is stored is only a
     /// lower bound, and a lead read back works its next touch out from it: so a path that adds
-    /// touches or moves one earlier must call this, and one that only settles touches or moves
-    /// them later (the dispatcher) need not, which spares the lead's row a write per fired touch.
+    /// touches or moves one earlier must call this (the dispatcher too, when a finished plan
+    /// moves a lead to nurture), and one that only settles touches or moves them later (the
+    /// dispatcher's outcomes) need not, which spares the lead's row a write per fired touch.
     async fn leads_refresh_next(&mut self, ids: &[i64]) -> Result<()>;
     async fn suppress(&mut self, hash: &str, kind: &str, now: Millis) -> Result<()>;
     async fn is_suppressed(&mut self, hash: &str) -> Result<bool>;

@@ -389,7 +389,8 @@ macro_rules! lead_cols {
 /// `leads.next_touch_at` is only a lower bound of it (what each path that adds a touch or
 /// moves one earlier last wrote; see `Tx::leads_refresh_next`), so that firing a touch does
 /// not rewrite its lead's row for it. The search starts at that bound in `touches_lead`, so
-/// it reads only the touches settled since (at most a plan's length).
+/// it reads only the touches settled since that bound was written (a lead's plans' worth at
+/// most).
 const LEAD_COLS: &str = lead_cols!(
     "(SELECT t.due_at FROM touches t INDEXED BY touches_lead \
       WHERE t.lead_id = l.id AND t.due_at >= l.next_touch_at AND t.status = 'scheduled' ORDER BY t.due_at LIMIT 1)"
@@ -1535,11 +1536,12 @@ impl Tx for SqliteTx {
             return Ok(vec![]);
         }
         let ids: Vec<i64> = self.next_ids("tasks", tasks.len()).await?.collect();
-        let mut by_touch: std::collections::HashMap<(i64, Millis), i64> =
+        // A touch's last task wins, as when each was linked in turn.
+        let mut by_touch: std::collections::HashMap<i64, (Millis, i64)> =
             std::collections::HashMap::with_capacity(tasks.len());
         for (t, id) in tasks.iter().zip(&ids) {
             if let Some(touch_id) = t.touch_id {
-                by_touch.insert((touch_id, t.due_at), *id);
+                by_touch.insert(touch_id, (t.due_at, *id));
             }
         }
         for (chunk, chunk_ids) in tasks.chunks(200).zip(ids.chunks(200)) {
@@ -1563,7 +1565,7 @@ impl Tx for SqliteTx {
         // the touch's key; a link that misses is written again by id.
         let links: Vec<(i64, Millis, i64)> = by_touch
             .into_iter()
-            .map(|((touch, due_at), task)| (touch, due_at, task))
+            .map(|(touch, (due_at, task))| (touch, due_at, task))
             .collect();
         for chunk in links.chunks(400) {
             self.update_touches_by_key(chunk.len(), |index| {
