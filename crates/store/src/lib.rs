@@ -5,6 +5,21 @@
 //! backend, each with its own `migrations/` (`sqlite/` and `postgres/`); [`open`] picks one by
 //! the URL's scheme. Instants are epoch milliseconds (UTC) on both backends.
 
+/// A lead's columns from `leads l`, its next touch given by `$next` (each backend works it
+/// out in its own SQL: see their `LEAD_COLS`).
+macro_rules! lead_cols {
+    ($next:literal) => {
+        concat!(
+            "l.id, l.first_name, l.last_name, l.email, l.phone, l.timezone, l.region, l.source, l.level, l.stage, \
+             l.preferred_channel, l.assigned_to, l.external_id, l.tags, l.notes, l.property_address, l.sms_opt_out, \
+             l.email_opt_out, l.do_not_call, l.email_bad, l.phone_bad, l.attempts, l.first_attempt_at, l.first_call_at, \
+             l.answered_at, l.answered_on, l.attempts_at_answer, l.last_touch_at, ",
+            $next,
+            " AS next_touch_at, l.created_at, l.updated_at"
+        )
+    };
+}
+
 pub mod model;
 pub mod postgres;
 pub mod sqlite;

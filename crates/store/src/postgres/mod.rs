@@ -338,19 +338,6 @@ fn map_unique(e: sqlx::Error, field: &str) -> StoreError {
     StoreError::from(e)
 }
 
-/// A lead's columns from `leads l`, its next touch given by `$next`.
-macro_rules! lead_cols {
-    ($next:literal) => {
-        concat!(
-            "l.id, l.first_name, l.last_name, l.email, l.phone, l.timezone, l.region, l.source, l.level, l.stage, \
-             l.preferred_channel, l.assigned_to, l.external_id, l.tags, l.notes, l.property_address, l.sms_opt_out, \
-             l.email_opt_out, l.do_not_call, l.email_bad, l.phone_bad, l.attempts, l.first_attempt_at, l.first_call_at, \
-             l.answered_at, l.answered_on, l.attempts_at_answer, l.last_touch_at, ",
-            $next,
-            " AS next_touch_at, l.created_at, l.updated_at"
-        )
-    };
-}
 /// A lead's columns, from `leads l`. Its next touch is worked out here, not read from the row:
 /// `leads.next_touch_at` is only a lower bound of it (see `Tx::leads_refresh_next`), so that
 /// firing a touch does not rewrite its lead's row for it. The search starts at that bound in
