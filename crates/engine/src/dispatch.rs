@@ -877,7 +877,7 @@ impl Outcomes {
 /// not a few per touch. The leads' next touch is not written: a touch that settles or is held
 /// later leaves the stored lower bound true, and a lead read back works it out from there
 /// (`Tx::leads_refresh_next`; only a lead moved to nurture, which gets new touches, has it
-/// written); writing it cost every fired touch its lead's row.
+/// written, by `enroll_in`); writing it cost every fired touch its lead's row.
 async fn record(
     tx: &mut dyn Tx,
     out: &Outcomes,

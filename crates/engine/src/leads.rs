@@ -773,7 +773,6 @@ impl Engine {
             )));
         }
         let eid = enroll_in(tx.as_mut(), &team, &lead, plan, now, None, &[]).await?;
-        tx.leads_refresh_next(&[lead_id]).await?;
         let e = tx
             .enrollments(lead_id)
             .await?
@@ -1254,7 +1253,8 @@ pub(crate) fn due_now_in_window(team: &TeamCtx, lead: &Lead, now: Millis) -> Mil
     next_open(ts(now), &lead_tz(lead), &rules).as_millisecond()
 }
 
-/// Enrolls a lead in a plan starting at `start`, writing every touch.
+/// Enrolls a lead in a plan starting at `start`, writing every touch and the lead's next-touch
+/// bound (`Tx::leads_refresh_next`).
 pub(crate) async fn enroll_in(
     tx: &mut dyn Tx,
     team: &TeamCtx,
@@ -1277,6 +1277,9 @@ pub(crate) async fn enroll_in(
         start,
     ))
     .await?;
+    // New touches: the lead's stored next-touch bound must not be above any of them (a step at
+    // a time of day on the day the plan starts can fall due before now).
+    tx.leads_refresh_next(&[lead.id]).await?;
     Ok(id)
 }
 
@@ -1763,9 +1766,6 @@ pub(crate) async fn settle_enrollments(
             && (to_nurture || below_floor)
         {
             enroll_in(tx, team, lead, "nurture", now, None, &[]).await?;
-            // New touches: the stored bound of the next touch must not be above them (a
-            // step at a time of day on the day it starts can fall due before now).
-            tx.leads_refresh_next(&[lead.id]).await?;
             active.insert(lead.id);
             tx.activity_insert(&NewActivity {
                 lead_id: lead.id,

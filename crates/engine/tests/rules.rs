@@ -262,18 +262,24 @@ async fn an_email_only_lead_at_night_gets_the_speed_to_lead_email_at_once() {
     );
 }
 
-async fn one_step_plan(e: &Engine, slug: &str, channel: &str, template: &str) {
+/// Saves the plan `slug` with these steps (TOML `[[steps]]` tables), as a new version.
+async fn save_plan(e: &Engine, slug: &str, version: i64, steps: &str) {
     let mut tx = e.store.write().await.unwrap();
     tx.plan_save(&PlanRow {
         slug: slug.into(),
         name: slug.into(),
-        version: 1,
-        source: format!("slug='{slug}'\nname='{slug}'\n[[steps]]\nafter='+0m'\nchannel='{channel}'\ntemplate='{template}'\n"),
+        version,
+        source: format!("slug='{slug}'\nname='{slug}'\n{steps}"),
         updated_at: 0,
     })
     .await
     .unwrap();
     tx.commit().await.unwrap();
+}
+
+async fn one_step_plan(e: &Engine, slug: &str, channel: &str, template: &str) {
+    let steps = format!("[[steps]]\nafter='+0m'\nchannel='{channel}'\ntemplate='{template}'\n");
+    save_plan(e, slug, 1, &steps).await;
 }
 
 #[tokio::test]
@@ -439,20 +445,14 @@ async fn a_lead_moved_to_nurture_by_the_dispatcher_shows_its_earliest_touch_next
     let dir = tempfile::tempdir().unwrap();
     let (e, _) = engine(&dir).await;
     one_step_plan(&e, "once", "email", "r21-d0-email").await;
-    let mut tx = e.store.write().await.unwrap();
-    tx.plan_save(&PlanRow {
-        slug: "nurture".into(),
-        name: "Nurture".into(),
-        version: 2,
-        source: "slug='nurture'\nname='Nurture'\n\
-                 [[steps]]\nday=0\nat='00:00'\nchannel='call'\ntemplate='r21-d10-call'\n\
-                 [[steps]]\nday=30\nat='10:00'\nchannel='email'\ntemplate='r21-d0-email'\n"
-            .into(),
-        updated_at: 0,
-    })
-    .await
-    .unwrap();
-    tx.commit().await.unwrap();
+    save_plan(
+        &e,
+        "nurture",
+        2,
+        "[[steps]]\nday=0\nat='00:00'\nchannel='call'\ntemplate='r21-d10-call'\n\
+         [[steps]]\nday=30\nat='10:00'\nchannel='email'\ntemplate='r21-d0-email'\n",
+    )
+    .await;
     let input = LeadInput {
         email: Some(Some("n@example.com".into())),
         phone: Some(Some("+15125550173".into())),

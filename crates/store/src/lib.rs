@@ -348,8 +348,8 @@ pub trait Tx: Send {
     /// Brings the stored `next_touch_at` of these leads up to their earliest touch still to go
     /// (`scheduled`, or `sending`: a claimed touch may come back). What is stored is only a
     /// lower bound, and a lead read back works its next touch out from it: so a path that adds
-    /// touches or moves one earlier must call this (the dispatcher too, when a finished plan
-    /// moves a lead to nurture), and one that only settles touches or moves them later (the
+    /// touches or moves one earlier must call this (`enroll_in` in the engine does, for every
+    /// plan it starts, the dispatcher's move to nurture among them), and one that only settles touches or moves them later (the
     /// dispatcher's outcomes) need not, which spares the lead's row a write per fired touch.
     async fn leads_refresh_next(&mut self, ids: &[i64]) -> Result<()>;
     async fn suppress(&mut self, hash: &str, kind: &str, now: Millis) -> Result<()>;

@@ -2288,6 +2288,17 @@ async fn next_touch_everywhere(s: &dyn Store, lead_id: i64) -> Vec<Option<Millis
     vec![one, many, page, matched]
 }
 
+/// Claims the only touch due at `now` and records it sent at `at`, as the dispatcher does.
+async fn send_the_due_touch(s: &dyn Store, now: Millis, at: Millis) {
+    let mut tx = s.write().await.unwrap();
+    let c = tx.claim_due(now, 5, "w", 1000).await.unwrap();
+    assert_eq!(c.len(), 1, "one touch due");
+    tx.touches_record(&[sent(&c[0], TouchStatus::Sent, Channel::Email)], at)
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+}
+
 /// The dispatcher settles touches without writing their lead's row (a random page per fired
 /// touch at 1,000,000 leads): what the row keeps is a lower bound that `leads_refresh_next`
 /// writes, and a lead read back works its next touch out from it. A touch out for sending
@@ -2324,23 +2335,11 @@ async fn a_leads_next_touch_is_worked_out_when_read_not_written_per_fired_touch(
     tx.touch_reschedule(c[0].id, 50, "held").await.unwrap();
     tx.commit().await.unwrap();
     assert_eq!(next_touch_everywhere(&*s, lead_id).await, [Some(2); 4]);
-    let mut tx = s.write().await.unwrap();
-    let c = tx.claim_due(10, 5, "w", 1000).await.unwrap();
-    assert_eq!(c.len(), 1);
-    tx.touches_record(&[sent(&c[0], TouchStatus::Sent, Channel::Email)], 12)
-        .await
-        .unwrap();
-    tx.commit().await.unwrap();
+    send_the_due_touch(&*s, 10, 12).await;
     assert_eq!(next_touch_everywhere(&*s, lead_id).await, [Some(50); 4]);
 
     // None left.
-    let mut tx = s.write().await.unwrap();
-    let c = tx.claim_due(60, 5, "w", 1000).await.unwrap();
-    assert_eq!(c.len(), 1);
-    tx.touches_record(&[sent(&c[0], TouchStatus::Sent, Channel::Email)], 61)
-        .await
-        .unwrap();
-    tx.commit().await.unwrap();
+    send_the_due_touch(&*s, 60, 61).await;
     assert_eq!(next_touch_everywhere(&*s, lead_id).await, [None; 4]);
 }
 

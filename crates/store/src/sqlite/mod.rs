@@ -1225,9 +1225,8 @@ impl Tx for SqliteTx {
         // that goes on has its last touch still to go, so one row is read, where the earliest
         // first read every touch already settled (+7 % fired touches at 1,000,000 leads,
         // BENCHMARKS.md). An enrollment's row is read only when none is left: most of a
-        // batch's plans go on. Before, every
-        // enrollment row and its `touches_enrollment` page were read: a third of the
-        // dispatcher's page reads at 1,000,000 leads (BENCHMARKS.md).
+        // batch's plans go on. Before, every enrollment row and its `touches_enrollment` page
+        // were read: a third of the dispatcher's page reads at 1,000,000 leads (BENCHMARKS.md).
         let pairs = ids
             .iter()
             .map(|(e, l)| format!("({e},{l})"))
